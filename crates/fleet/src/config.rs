@@ -1,0 +1,70 @@
+//! Settings shared by every service, flattened into each service's own `clap` parser so that
+//! the variable names, defaults and validation are the same everywhere.
+
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings every service accepts.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Kafka bootstrap servers (comma separated host:port). Any other librdkafka property can be
+    /// set as `KAFKA_` + the property in upper snake case, e.g. `KAFKA_SECURITY_PROTOCOL=ssl`.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    pub kafka_bootstrap_servers: String,
+
+    /// Partitions for topics this service creates when they do not exist.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub kafka_topic_partitions: i32,
+
+    /// Replication factor for topics this service creates (use 3 on a production cluster).
+    #[arg(long, env = "KAFKA_TOPIC_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub kafka_topic_replication_factor: i32,
+
+    /// Address of the HTTP server for `/metrics`, `/livez` and `/readyz`.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    /// The metrics address, or `0.0.0.0:default_port` when none was given.
+    pub fn metrics_addr_or(&self, default_port: u16) -> SocketAddr {
+        self.metrics_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)))
+    }
+}
+
+/// Parses the service's arguments. On an invalid value, prints one line naming the variable or
+/// flag and the bad value, and exits with status 2 (clap's usage-error convention).
+pub fn parse_or_exit<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(err) => match err.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                err.exit()
+            }
+            _ => {
+                // clap's first line names the flag, its value name (which is the environment
+                // variable's name) and the bad value; the rest is usage noise.
+                let rendered = err.to_string();
+                eprintln!("{}", rendered.lines().next().unwrap_or("invalid configuration"));
+                std::process::exit(2)
+            }
+        },
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP face of every service: `GET /metrics` (Prometheus text format), `GET /livez`
+//! (the process answers) and `GET /readyz` (503 until the service can do its job).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+
+#[derive(Clone)]
+struct AppState {
+    registry: Registry,
+    health: Health,
+}
+
+/// The router with the three endpoints. Services `merge` their own routes into it.
+pub fn router(registry: Registry, health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { registry, health })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = Vec::with_capacity(16 * 1024);
+    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(failing) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{failing}\n")),
+    }
+}
+
+/// Binds `addr`, returning the listener so callers (and tests, with port 0) learn the port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `router` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get_path(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_until_readiness_checks_pass_and_metrics_has_help_and_type() {
+        let registry = Registry::new();
+        let health = Health::new(&registry).unwrap();
+        health.register("kafka", true);
+        let app = router(registry, health.clone());
+
+        let (status, body) = get_path(app.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("kafka: starting"), "{body}");
+
+        health.pass("kafka");
+        assert_eq!(get_path(app.clone(), "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get_path(app.clone(), "/livez").await.0, StatusCode::OK);
+
+        let (status, body) = get_path(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("# HELP health_status "), "{body}");
+        assert!(body.contains("# TYPE health_status gauge"), "{body}");
+        assert!(body.contains("\nhealth_status 1\n"), "{body}");
+    }
+}

@@ -1,0 +1,230 @@
+//! Kafka clients: configuration from the environment, connectivity tracking for the health
+//! checks, and the idempotent "ensure topics" step every service runs at start.
+
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+
+/// Name of the health check that tracks broker connectivity.
+pub const KAFKA_CHECK: &str = "kafka";
+
+/// Our own `KAFKA_*` settings, which are not librdkafka properties.
+const OWN_SETTINGS: &[&str] = &[
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_TOPIC_PARTITIONS",
+    "KAFKA_TOPIC_REPLICATION_FACTOR",
+];
+
+/// Maps `KAFKA_SECURITY_PROTOCOL=ssl` to `("security.protocol", "ssl")` for every variable
+/// that starts with `KAFKA_` and is not one of our own settings. librdkafka property names use
+/// dots only, so `_` always maps to `.`.
+pub fn passthrough_properties(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("KAFKA_") && !OWN_SETTINGS.contains(&name.as_str()))
+        .map(|(name, value)| {
+            let property = name["KAFKA_".len()..].to_ascii_lowercase().replace('_', ".");
+            (property, value)
+        })
+        .filter(|(property, _)| !property.is_empty())
+        .collect();
+    props.sort();
+    props
+}
+
+/// Base client configuration: bootstrap servers, statistics every second (they drive the
+/// connectivity check and lag gauges), then every `KAFKA_*` passthrough property, which wins.
+pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("statistics.interval.ms", "1000");
+    for (property, value) in passthrough_properties(std::env::vars()) {
+        config.set(property, value);
+    }
+    config
+}
+
+/// Tracks whether the client can reach a broker, from librdkafka statistics and global errors,
+/// and mirrors it into the `kafka` health check.
+#[derive(Debug, Clone)]
+pub struct BrokerWatch {
+    health: Health,
+}
+
+impl BrokerWatch {
+    /// Registers the `kafka` readiness check on `health`.
+    pub fn new(health: Health) -> Self {
+        health.register(KAFKA_CHECK, true);
+        Self { health }
+    }
+
+    /// Statistics arrive every `statistics.interval.ms`: any real broker in state `UP` means
+    /// we are connected.
+    pub fn on_stats(&self, stats: &Statistics) {
+        if any_broker_up(stats) {
+            self.health.pass(KAFKA_CHECK);
+        } else {
+            self.health.fail(KAFKA_CHECK, "no broker connection is up");
+        }
+    }
+
+    /// librdkafka reports client-wide errors here; it keeps retrying on its own.
+    pub fn on_error(&self, error: &KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.health.fail(KAFKA_CHECK, "all brokers down");
+                tracing::warn!(%reason, "Kafka: all brokers down, retrying");
+            }
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::debug!(%reason, "Kafka transport failure, reconnecting");
+            }
+            _ => tracing::warn!(%error, %reason, "Kafka client error"),
+        }
+    }
+}
+
+/// True when at least one learned or configured broker (not librdkafka's internal pseudo
+/// broker) is connected.
+pub fn any_broker_up(stats: &Statistics) -> bool {
+    stats
+        .brokers
+        .values()
+        .any(|b| b.state == "UP" && b.source != "internal")
+}
+
+/// A client context that only feeds a [`BrokerWatch`]; for producers and plain consumers.
+#[derive(Debug, Clone)]
+pub struct WatchedContext {
+    /// The watch fed by this context.
+    pub watch: BrokerWatch,
+}
+
+impl ClientContext for WatchedContext {
+    fn stats(&self, statistics: Statistics) {
+        self.watch.on_stats(&statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watch.on_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for WatchedContext {}
+
+/// Exponential backoff for outage retries: 100 ms doubling up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at 100 ms, caps at `max`.
+    pub fn new(max: Duration) -> Self {
+        Self { next: Duration::from_millis(100), max }
+    }
+
+    /// The delay to wait now; doubles the next one.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// Back to the first delay after a success.
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+}
+
+/// Creates `topics` when they do not exist (existing topics are left as they are), retrying
+/// with backoff while the cluster is unreachable. Returns `Ok(false)` if `shutdown` fired first.
+pub async fn ensure_topics(
+    config: &ClientConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+    shutdown: &CancellationToken,
+) -> Result<bool, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    loop {
+        let attempt = tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            result = admin.create_topics(&new_topics, &options) => result,
+        };
+        let failure = match attempt {
+            Ok(results) => results.into_iter().find_map(|r| match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                Err((topic, code)) => Some(format!("{topic}: {code}")),
+            }),
+            Err(err) => Some(err.to_string()),
+        };
+        let Some(failure) = failure else {
+            tracing::info!(?topics, partitions, "topics ready");
+            return Ok(true);
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(%failure, ?delay, "cannot ensure topics yet, retrying");
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    #[test]
+    fn kafka_prefixed_variables_become_librdkafka_properties() {
+        let props = passthrough_properties(vars(&[
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SSL_CA_LOCATION", "/etc/ca.pem"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "ignored:9092"),
+            ("KAFKA_TOPIC_PARTITIONS", "12"),
+            ("KAFKA_", "empty"),
+            ("PATH", "/usr/bin"),
+        ]));
+        assert_eq!(
+            props,
+            vars(&[
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("security.protocol", "sasl_ssl"),
+                ("ssl.ca.location", "/etc/ca.pem"),
+            ])
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500));
+        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+}
