@@ -56,6 +56,19 @@ pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
     config
 }
 
+/// `defaults` overlaid by `base`: a service's own defaults (idempotence, session timeout…)
+/// yield to whatever the operator set, including through the `KAFKA_*` passthrough.
+pub fn with_defaults(base: &ClientConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, value) in base.config_map().iter() {
+        config.set(key.to_string(), value.to_string());
+    }
+    config
+}
+
 /// Tracks whether the client can reach a broker, from librdkafka statistics and global errors,
 /// and mirrors it into the `kafka` health check.
 #[derive(Debug, Clone)]

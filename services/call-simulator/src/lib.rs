@@ -1,0 +1,183 @@
+//! `call-simulator`: a Poisson stream of phone calls with exponential durations, to Kafka.
+//!
+//! - [`config`]: settings.
+//! - [`generator`]: the pure, seeded call stream (tested statistically).
+//! - [`pacing`]: realtime or flood scheduling on the Tokio clock.
+//! - [`producer`]: the Kafka edge and its delivery reports.
+//! - [`metrics`]: the `call_simulator_*` metrics.
+
+pub mod config;
+pub mod generator;
+pub mod metrics;
+pub mod pacing;
+pub mod producer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{TimeDelta, Utc};
+use fleet::health::{Health, StallDetector};
+use fleet::kafka::BrokerWatch;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SimMode};
+use crate::generator::CallGenerator;
+use crate::metrics::Metrics;
+use crate::producer::CallProducer;
+
+/// Default port of the metrics endpoint.
+pub const METRICS_PORT: u16 = 6067;
+/// Name of the health check that fails when deliveries stall.
+const DELIVERY_CHECK: &str = "delivery";
+/// Everything is flushed within this time after a stop is requested.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A built simulator, its metrics endpoint bound.
+#[derive(Debug)]
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    registry: Registry,
+    health: Health,
+    metrics: Metrics,
+}
+
+impl Application {
+    /// Registers metrics and binds the HTTP port (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let health = Health::new(&registry)?;
+        let metrics = Metrics::register(&registry)?;
+        let addr = config.common.metrics_addr_or(METRICS_PORT);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+        Ok(Self { config, listener, registry, health, metrics })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Runs until `SIM_MAX_CALLS` calls are sent or `shutdown` fires, then flushes.
+    /// Returns the number of calls handed to the producer.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: CancellationToken,
+        propagate_trace: bool,
+    ) -> anyhow::Result<u64> {
+        let Self { config, listener, registry, health, metrics } = self;
+        let http_stop = CancellationToken::new();
+        let router = fleet::http::router(registry, health.clone());
+        let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
+
+        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
+        let watch = BrokerWatch::new(health.clone());
+        health.register(DELIVERY_CHECK, false);
+        let (mut producer, delivered) = CallProducer::new(
+            &base,
+            config.calls_topic.clone(),
+            watch,
+            metrics.clone(),
+            propagate_trace,
+        )
+        .context("create Kafka producer")?;
+
+        let topics = [config.calls_topic.as_str()];
+        let (partitions, rf) =
+            (config.common.kafka_topic_partitions, config.common.kafka_topic_replication_factor);
+        fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await?;
+
+        let generator = CallGenerator::new(
+            config.calls_per_second,
+            config.mean_call_duration_secs,
+            config.sim_seed.unwrap_or_else(rand::random),
+            stream_origin(&config),
+        );
+        let send_interval = Duration::from_secs_f64((1.0 / config.calls_per_second).max(1.0));
+        let monitor_stop = CancellationToken::new();
+        let monitor = tokio::spawn(monitor_delivery(
+            health.clone(),
+            metrics.clone(),
+            delivered,
+            send_interval,
+            monitor_stop.clone(),
+        ));
+
+        tracing::info!(topic = %config.calls_topic, mode = ?config.sim_mode,
+            rate = config.calls_per_second, "simulating calls");
+        let sent = pacing::run_stream(
+            generator,
+            config.sim_mode,
+            config.sim_max_calls,
+            &shutdown,
+            |call| {
+                let result = producer.send(call);
+                metrics.queue_depth.set(i64::from(producer.in_flight()));
+                result
+            },
+        )
+        .await;
+
+        tracing::info!(sent, "flushing producer");
+        let flushed = tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT));
+        metrics.queue_depth.set(i64::from(producer.in_flight()));
+        monitor_stop.cancel();
+        let _ = monitor.await;
+        http_stop.cancel();
+        let _ = server.await;
+        flushed.with_context(|| format!("{} calls not delivered", producer.in_flight()))?;
+        tracing::info!(sent, delivered = metrics.produced.get(), "stopped");
+        Ok(sent)
+    }
+}
+
+/// Where the simulated clock starts. A bounded flood (a backfill) ends near now, so that its
+/// events are neither in the future nor older than the aggregator accepts; everything else
+/// starts now.
+fn stream_origin(config: &Config) -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    match (config.sim_mode, config.sim_max_calls) {
+        (SimMode::Flood, Some(max)) => {
+            let span_secs = (max as f64 / config.calls_per_second).min(23.0 * 3600.0);
+            now - TimeDelta::milliseconds((span_secs * 1000.0) as i64)
+        }
+        _ => now,
+    }
+}
+
+/// Every second: unhealthy when messages were waiting and none was delivered for three send
+/// intervals.
+async fn monitor_delivery(
+    health: Health,
+    metrics: Metrics,
+    delivered: Arc<AtomicU64>,
+    send_interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut detector = StallDetector::new(send_interval * 3);
+    let mut last_delivered = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        let count = delivered.load(Ordering::Relaxed);
+        if count > last_delivered {
+            detector.success(now);
+            last_delivered = count;
+        }
+        let waiting = metrics.queue_depth.get() > 0;
+        if waiting { detector.pending(now) } else { detector.idle() }
+        if detector.is_stalled(now) {
+            health.fail(DELIVERY_CHECK, "no delivery for 3 send intervals");
+        } else {
+            health.pass(DELIVERY_CHECK);
+        }
+    }
+}
