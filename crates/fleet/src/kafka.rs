@@ -162,8 +162,11 @@ impl Backoff {
     }
 }
 
-/// Creates `topics` when they do not exist (existing topics are left as they are), retrying
-/// with backoff while the cluster is unreachable. Returns `Ok(false)` if `shutdown` fired first.
+/// Creates those of `topics` that do not exist (existing ones are left as they are). Reading
+/// the cluster's metadata is retried with backoff while Kafka is unreachable. A broker that
+/// cannot create topics (librdkafka's mock cluster has no CreateTopics) gets a warning and the
+/// service relies on the topics existing or being auto-created. Returns `Ok(false)` if
+/// `shutdown` fired first.
 pub async fn ensure_topics(
     config: &ClientConfig,
     topics: &[&str],
@@ -171,36 +174,58 @@ pub async fn ensure_topics(
     replication: i32,
     shutdown: &CancellationToken,
 ) -> Result<bool, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let admin: std::sync::Arc<AdminClient<DefaultClientContext>> =
+        std::sync::Arc::new(config.create()?);
     let mut backoff = Backoff::new(Duration::from_secs(10));
-    loop {
-        let attempt = tokio::select! {
-            () = shutdown.cancelled() => return Ok(false),
-            result = admin.create_topics(&new_topics, &options) => result,
-        };
-        let failure = match attempt {
-            Ok(results) => results.into_iter().find_map(|r| match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
-                Err((topic, code)) => Some(format!("{topic}: {code}")),
-            }),
-            Err(err) => Some(err.to_string()),
-        };
-        let Some(failure) = failure else {
-            tracing::info!(?topics, partitions, "topics ready");
-            return Ok(true);
-        };
-        let delay = backoff.next_delay();
-        tracing::warn!(%failure, ?delay, "cannot ensure topics yet, retrying");
+    let existing = loop {
+        let client = admin.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            client.inner().fetch_metadata(None, Duration::from_secs(5)).map(|m| {
+                m.topics().iter().map(|t| t.name().to_string()).collect::<Vec<_>>()
+            })
+        });
+        match metadata.await {
+            Ok(Ok(names)) => break names,
+            Ok(Err(err)) => tracing::warn!(%err, "cannot read Kafka metadata yet, retrying"),
+            Err(err) => tracing::warn!(%err, "metadata task failed, retrying"),
+        }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(false),
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
+    };
+    let missing: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|t| !existing.iter().any(|e| e == *t))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(true);
     }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let created = tokio::time::timeout(
+        Duration::from_secs(15),
+        admin.create_topics(&missing, &options),
+    )
+    .await;
+    let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
+    match created {
+        Ok(Ok(results)) => {
+            for result in results {
+                match result {
+                    Ok(topic) => tracing::info!(%topic, partitions, "topic created"),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => tracing::warn!(%topic, %code, "cannot create topic"),
+                }
+            }
+        }
+        Ok(Err(err)) => tracing::warn!(%err, topics = ?names, "cannot create topics"),
+        Err(_) => tracing::warn!(
+            topics = ?names,
+            "broker did not answer CreateTopics; relying on topic auto-creation"
+        ),
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
