@@ -1,0 +1,573 @@
+//! The consume loop, on a dedicated thread: poll messages in bursts (a `BaseConsumer` poll costs
+//! far less than an async `recv` per message), decode and aggregate into the current [`Batch`],
+//! and every flush interval hand the batch to a [`Flusher`] on the Tokio runtime while reading
+//! on. One flush is in flight at a time, so batches commit in order.
+//!
+//! Offsets live in PostgreSQL, written by the flush with the data they cover. On every
+//! assignment the rebalance callback seeks the new partitions to their stored offsets (or the
+//! beginning), and on a revocation it first waits for the in-flight flush and drops the
+//! unflushed batch: the next owner re-reads it from the stored offsets. Kafka's own committed
+//! offsets are written after each flush only so that lag tools see progress.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use fleet::health::{Health, StallDetector};
+use fleet::kafka::BrokerWatch;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::batch::{Batch, DeadLetter, Rules};
+use crate::decode::{check_time, decode_call};
+use crate::flush::{FlushFailure, Flushed, Flusher};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Messages taken per poll burst before the loop looks at flushes and health again.
+const BURST: usize = 4096;
+/// How long a revocation waits for the in-flight flush to settle.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// Name of the health check that fails when flushes stall.
+const PROGRESS_CHECK: &str = "progress";
+/// Most span links attached to one aggregate span.
+const MAX_TRACE_LINKS: usize = 16;
+
+/// A flush handed to the runtime, and what to do when it lands.
+#[derive(Debug)]
+struct InFlight {
+    result: Receiver<Result<Flushed, FlushFailure>>,
+    batch: Arc<Batch>,
+}
+
+/// The consumer context: rebalance and statistics callbacks, and the state they share with the
+/// loop (both run on the consumer thread, inside `poll`).
+#[derive(Debug)]
+pub struct AggregatorContext {
+    watch: BrokerWatch,
+    metrics: Metrics,
+    store: Store,
+    runtime: Handle,
+    topic: String,
+    shutdown: CancellationToken,
+    /// Stored next offset per assigned partition (-1: none stored yet).
+    assigned: Mutex<HashMap<i32, i64>>,
+    /// Set by the rebalance callback: the loop must drop its batch and re-read `assigned`.
+    reassigned: AtomicBool,
+    in_flight: Mutex<Option<InFlight>>,
+}
+
+impl AggregatorContext {
+    /// A context for consuming `topic`.
+    pub fn new(
+        watch: BrokerWatch,
+        metrics: Metrics,
+        store: Store,
+        runtime: Handle,
+        topic: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            watch,
+            metrics,
+            store,
+            runtime,
+            topic,
+            shutdown,
+            assigned: Mutex::default(),
+            reassigned: AtomicBool::new(false),
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Reads the stored offsets of `partitions`, retrying while PostgreSQL is unreachable.
+    /// `None` if shutdown came first.
+    fn stored_offsets(&self, partitions: &[i32]) -> Option<HashMap<i32, i64>> {
+        let mut backoff = fleet::kafka::Backoff::new(Duration::from_secs(5));
+        loop {
+            match self.runtime.block_on(self.store.load_offsets(partitions)) {
+                Ok(stored) => {
+                    let all = partitions.iter().map(|p| (*p, stored.get(p).copied().unwrap_or(-1)));
+                    return Some(all.collect());
+                }
+                Err(err) => tracing::warn!(%err, "cannot read stored offsets, retrying"),
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            std::thread::sleep(backoff.next_delay());
+        }
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let stored = self.stored_offsets(&partitions).unwrap_or_default();
+        let mut seeded = TopicPartitionList::new();
+        for (partition, next) in &stored {
+            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
+            if let Err(err) = seeded.add_partition_offset(&self.topic, *partition, offset) {
+                tracing::error!(%err, partition, "cannot build assignment");
+            }
+        }
+        let assigned = match consumer.rebalance_protocol() {
+            rdkafka::consumer::RebalanceProtocol::Cooperative => consumer.incremental_assign(&seeded),
+            _ => consumer.assign(&seeded),
+        };
+        if let Err(err) = assigned {
+            tracing::error!(%err, "assign failed");
+        }
+        tracing::info!(?stored, "partitions assigned, resuming from stored offsets");
+        lock(&self.assigned).extend(stored);
+        self.reassigned.store(true, Ordering::Release);
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        // Let the in-flight flush land first, so the next owner reads offsets that include it.
+        let in_flight = lock(&self.in_flight).take();
+        if let Some(in_flight) = in_flight {
+            match in_flight.result.recv_timeout(REVOKE_WAIT) {
+                Ok(result) => {
+                    if let Err(failure) = self.settle(consumer, &in_flight.batch, result) {
+                        tracing::warn!(%failure, "in-flight flush did not commit");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    tracing::warn!("in-flight flush did not settle before revocation; its fence protects it");
+                }
+            }
+        }
+        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!(?revoked, "partitions revoked, unflushed data dropped (it will be re-read)");
+        let result = match consumer.rebalance_protocol() {
+            rdkafka::consumer::RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(err) = result {
+            tracing::error!(%err, "unassign failed");
+        }
+        let mut assigned = lock(&self.assigned);
+        assigned.retain(|p, _| !revoked.contains(p));
+        // Partitions we keep (cooperative protocol) must also drop their unflushed data:
+        // rewind them to what is stored.
+        for (partition, next) in assigned.iter() {
+            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
+            if let Err(err) = consumer.seek(&self.topic, *partition, offset, Duration::from_secs(5)) {
+                tracing::warn!(%err, partition, "rewind failed");
+            }
+        }
+        self.metrics.consumer_lag.reset();
+        self.reassigned.store(true, Ordering::Release);
+    }
+
+    /// Applies a finished flush: metrics, stored offsets, then the Kafka commit.
+    fn settle(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        batch: &Batch,
+        result: Result<Flushed, FlushFailure>,
+    ) -> Result<Flushed, FlushFailure> {
+        let flushed = result?;
+        let m = &self.metrics;
+        m.calls.inc_by(batch.calls);
+        m.call_duration_seconds_total.inc_by(batch.duration_ms as f64 / 1000.0);
+        m.long_calls.inc_by(batch.long_calls.len() as u64);
+        m.flush_duration.observe(flushed.took.as_secs_f64());
+        m.rows_written.with_label_values(&["call_stats_1m"]).inc_by(flushed.written.windows);
+        m.rows_written.with_label_values(&["long_calls"]).inc_by(flushed.written.long_calls);
+        m.rows_written.with_label_values(&["consumer_offsets"]).inc_by(flushed.written.offsets);
+        m.stored_calls.set(flushed.totals.calls);
+        m.stored_call_duration_seconds.set(flushed.totals.duration_ms as f64 / 1000.0);
+        m.stored_long_calls.set(flushed.totals.long_calls);
+        let mut commit = TopicPartitionList::new();
+        {
+            let mut assigned = lock(&self.assigned);
+            for p in &batch.progress {
+                if let Some(stored) = assigned.get_mut(&p.partition) {
+                    *stored = p.next;
+                    let _ = commit.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.next));
+                }
+            }
+        }
+        // Best effort, for lag tools only: PostgreSQL holds the offsets we resume from.
+        if commit.count() > 0 {
+            if let Err(err) = consumer.commit(&commit, CommitMode::Async) {
+                tracing::debug!(%err, "Kafka offset commit failed (informational only)");
+            }
+        }
+        Ok(flushed)
+    }
+}
+
+impl ClientContext for AggregatorContext {
+    fn stats(&self, statistics: Statistics) {
+        self.watch.on_stats(&statistics);
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&self.topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watch.on_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for AggregatorContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        self.metrics.rebalances.inc();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                tracing::error!(?other, "rebalance error; dropping the assignment");
+                self.on_revoke(consumer, tpl);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // State behind these locks stays consistent at every await-free step; keep going.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Loop settings.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub rules: Rules,
+    pub flush_interval: Duration,
+    pub max_pending_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_lateness_ms: i64,
+    pub trace: bool,
+    /// How long the final flush may take at shutdown.
+    pub final_flush_timeout: Duration,
+}
+
+/// The consume loop. Owns the batch being built.
+pub struct ConsumeLoop {
+    consumer: BaseConsumer<AggregatorContext>,
+    flusher: Flusher,
+    settings: LoopSettings,
+    health: Health,
+    shutdown: CancellationToken,
+    batch: Batch,
+    /// Fence per partition for the next batch: the `next` of the last batch handed off.
+    expected: HashMap<i32, i64>,
+    last_flush: Instant,
+    stall: StallDetector,
+    paused: bool,
+    /// The batch's `aggregate` span and how many links it carries.
+    aggregate_span: Option<(tracing::Span, usize)>,
+}
+
+impl std::fmt::Debug for ConsumeLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeLoop").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl ConsumeLoop {
+    /// A loop over `consumer` (already subscribed).
+    pub fn new(
+        consumer: BaseConsumer<AggregatorContext>,
+        flusher: Flusher,
+        settings: LoopSettings,
+        health: Health,
+        shutdown: CancellationToken,
+    ) -> Self {
+        health.register(PROGRESS_CHECK, false);
+        health.pass(PROGRESS_CHECK);
+        let stall = StallDetector::new(settings.flush_interval * 3);
+        Self {
+            consumer,
+            flusher,
+            settings,
+            health,
+            shutdown,
+            batch: Batch::default(),
+            expected: HashMap::new(),
+            last_flush: Instant::now(),
+            stall,
+            paused: false,
+            aggregate_span: None,
+        }
+    }
+
+    fn context(&self) -> &AggregatorContext {
+        self.consumer.context()
+    }
+
+    /// Runs until shutdown, then makes a final flush.
+    pub fn run(mut self) {
+        let metrics = self.context().metrics.clone();
+        let topic = self.context().topic.clone();
+        let consumed = metrics.events_consumed.with_label_values(&[&topic]);
+        let durations = metrics.call_duration.local();
+        while !self.shutdown.is_cancelled() {
+            self.poll_settled_flush();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let mut reassigned_in_burst = false;
+            for i in 0..BURST {
+                let timeout = if i == 0 { Duration::from_millis(100) } else { Duration::ZERO };
+                let Some(polled) = self.consumer.poll(timeout) else { break };
+                // The rebalance callback runs inside `poll`: the message belongs to the new
+                // assignment, the batch to the old one.
+                if self.consumer.context().reassigned.swap(false, Ordering::AcqRel) {
+                    self.batch = Batch::default();
+                    self.aggregate_span = None;
+                    self.expected = lock(&self.consumer.context().assigned).clone();
+                    reassigned_in_burst = true;
+                }
+                match polled {
+                    Ok(message) => {
+                        consumed.inc();
+                        let duration = process(&mut self.batch, &mut self.expected, &self.settings, &message, now_ms, &metrics, &topic);
+                        if let Some(secs) = duration {
+                            durations.observe(secs);
+                        }
+                        if self.settings.trace {
+                            trace_message(&mut self.aggregate_span, &message);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "consume error");
+                        break;
+                    }
+                }
+            }
+            self.take_reassignment(reassigned_in_burst);
+            durations.flush();
+            self.maybe_flush();
+        }
+        self.finish();
+    }
+
+    /// After a rebalance the batch refers to partitions we may no longer own: drop it. New
+    /// assignments start unpaused.
+    fn take_reassignment(&mut self, already_taken: bool) {
+        if already_taken || self.context().reassigned.swap(false, Ordering::AcqRel) {
+            self.batch = Batch::default();
+            self.aggregate_span = None;
+            let assigned = lock(&self.context().assigned).clone();
+            self.expected = assigned;
+            self.paused = false;
+            self.context().metrics.partitions_paused.set(0);
+        }
+    }
+
+    fn maybe_flush(&mut self) {
+        let now = Instant::now();
+        let in_flight = lock(&self.context().in_flight).is_some();
+        let over_budget = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
+        self.context().metrics.pending_bytes.set(self.batch.approx_bytes() as i64);
+        if self.batch.is_empty() && !in_flight {
+            self.stall.idle();
+        } else {
+            self.stall.pending(now);
+        }
+        let due = now.duration_since(self.last_flush) >= self.settings.flush_interval;
+        if !self.batch.is_empty() && !in_flight && (due || over_budget) {
+            self.start_flush();
+            self.last_flush = now;
+        }
+        // Unflushed data is bounded: stop fetching until the flusher catches up.
+        let still_over = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
+        self.set_paused(still_over);
+        if self.stall.is_stalled(now) {
+            self.health.fail(PROGRESS_CHECK, "no successful flush for 3 flush intervals");
+        } else {
+            self.health.pass(PROGRESS_CHECK);
+        }
+    }
+
+    fn set_paused(&mut self, pause: bool) {
+        if pause == self.paused {
+            return;
+        }
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(err) => return tracing::warn!(%err, "cannot read assignment"),
+        };
+        let result = if pause { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                self.context().metrics.partitions_paused.set(i64::from(pause));
+                tracing::info!(paused = pause, "unflushed data budget: consumption {}", if pause { "paused" } else { "resumed" });
+            }
+            Err(err) => tracing::warn!(%err, "pause/resume failed"),
+        }
+    }
+
+    fn start_flush(&mut self) {
+        let batch = Arc::new(std::mem::take(&mut self.batch));
+        for p in &batch.progress {
+            self.expected.insert(p.partition, p.next);
+        }
+        let span = match self.aggregate_span.take() {
+            Some((parent, _)) => tracing::info_span!(parent: &parent, "flush", calls = batch.calls),
+            None => tracing::Span::none(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let flusher = self.flusher.clone();
+        let job = Arc::clone(&batch);
+        self.context().runtime.spawn(tracing::Instrument::instrument(
+            async move {
+                let _ = tx.send(flusher.run(&job).await);
+            },
+            span,
+        ));
+        *lock(&self.context().in_flight) = Some(InFlight { result: rx, batch });
+    }
+
+    fn poll_settled_flush(&mut self) {
+        let mut guard = lock(&self.context().in_flight);
+        let Some(in_flight) = guard.as_ref() else { return };
+        let result = match in_flight.result.try_recv() {
+            Ok(result) => result,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => Err(FlushFailure::Abandoned),
+        };
+        let Some(in_flight) = guard.take() else { return };
+        drop(guard);
+        match self.context().settle(&self.consumer, &in_flight.batch, result) {
+            Ok(_) => self.stall.success(Instant::now()),
+            Err(failure) => {
+                tracing::warn!(%failure, "flush not committed: rewinding to the stored offsets");
+                self.rewind();
+            }
+        }
+    }
+
+    /// Drops unflushed data and seeks every assigned partition back to its stored offset.
+    fn rewind(&mut self) {
+        let partitions: Vec<i32> = lock(&self.context().assigned).keys().copied().collect();
+        let Some(stored) = self.context().stored_offsets(&partitions) else { return };
+        for (partition, next) in &stored {
+            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
+            if let Err(err) = self.consumer.seek(&self.context().topic, *partition, offset, Duration::from_secs(5)) {
+                tracing::warn!(%err, partition, "seek failed");
+            }
+        }
+        lock(&self.context().assigned).extend(stored.iter().map(|(p, o)| (*p, *o)));
+        self.batch = Batch::default();
+        self.expected = stored;
+    }
+
+    /// Final flush at shutdown: wait for the in-flight one, flush the rest, commit, leave.
+    fn finish(mut self) {
+        let deadline = Instant::now() + self.settings.final_flush_timeout;
+        let abandon = self.flusher.abandon.clone();
+        let timer = self.context().runtime.spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            abandon.cancel();
+        });
+        while lock(&self.context().in_flight).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.poll_settled_flush();
+        }
+        if !self.batch.is_empty() && lock(&self.context().in_flight).is_none() {
+            self.start_flush();
+            while lock(&self.context().in_flight).is_some() {
+                std::thread::sleep(Duration::from_millis(5));
+                self.poll_settled_flush();
+            }
+        }
+        timer.abort();
+        let partitions: usize = lock(&self.context().assigned).len();
+        tracing::info!(partitions, "consumer stopping");
+        self.consumer.unsubscribe();
+    }
+}
+
+/// Decodes one message into the batch; returns the call's duration in seconds when valid.
+fn process(
+    batch: &mut Batch,
+    expected: &mut HashMap<i32, i64>,
+    settings: &LoopSettings,
+    message: &BorrowedMessage<'_>,
+    now_ms: i64,
+    metrics: &Metrics,
+    topic: &str,
+) -> Option<f64> {
+    let (partition, offset) = (message.partition(), message.offset());
+    batch.advance(partition, offset, || expected.get(&partition).copied().unwrap_or(-1));
+    let decoded = decode_call(message.key(), message.payload(), settings.max_message_bytes)
+        .and_then(|call| check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call));
+    match decoded {
+        Ok(call) => {
+            batch.record_call(&settings.rules, &call, partition, offset);
+            if call.duration_ms > settings.rules.long_call_threshold_ms {
+                tracing::debug!(caller = %call.caller, callee = %call.callee,
+                    duration_ms = call.duration_ms, "long call");
+            }
+            Some(call.duration_ms as f64 / 1000.0)
+        }
+        Err(reason) => {
+            metrics.invalid_events.with_label_values(&[topic, reason.as_str()]).inc();
+            tracing::debug!(partition, offset, reason = reason.as_str(), "invalid message");
+            batch.record_dead_letter(DeadLetter {
+                partition,
+                offset,
+                reason,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+            });
+            None
+        }
+    }
+}
+
+/// Continues the producer's trace: the first traced message of a batch parents the batch's
+/// `aggregate` span, later ones are linked to it.
+fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, message: &BorrowedMessage<'_>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let Some(headers) = message.headers() else { return };
+    let Some(value) = headers
+        .iter()
+        .find(|h| h.key == fleet::telemetry::TRACEPARENT)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+    else {
+        return;
+    };
+    let Some(cx) = fleet::telemetry::context_from_traceparent(value) else { return };
+    match aggregate {
+        None => {
+            let span = tracing::info_span!("aggregate");
+            let _ = span.set_parent(cx);
+            *aggregate = Some((span, 0));
+        }
+        Some((span, links)) if *links < MAX_TRACE_LINKS => {
+            span.add_link(cx.span().span_context().clone());
+            *links += 1;
+        }
+        Some(_) => {}
+    }
+}

@@ -1,0 +1,201 @@
+//! Decoding of call messages: the current schema (v1) and the three formats of the Python demo
+//! this service replaces, so their producers can be pointed at it unchanged:
+//!
+//! - (a) `{"called_phone_number":"0041…","start_call_epoch_time":1637000000,"call_duration":95}`
+//!   with the caller as the Kafka key;
+//! - (b) `{"key":"<caller>","value":{…fields of (a)…}}`;
+//! - (c) a JSON string whose content is (a).
+//!
+//! Pure functions: bytes in, a [`Call`] or an [`Invalid`] reason out.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The longest call we believe (24 h); anything longer is `invalid_duration`.
+pub const MAX_CALL_DURATION_MS: i64 = 86_400_000;
+/// Events further in the future than this are `out_of_range` (clock skew allowance).
+pub const MAX_FUTURE_MS: i64 = 300_000;
+
+/// A decoded, validated call. Borrows from the message where it can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call<'a> {
+    /// Present in schema v1; legacy formats have none.
+    pub call_id: Option<Uuid>,
+    pub caller: Cow<'a, str>,
+    pub callee: Cow<'a, str>,
+    /// Start time, milliseconds since the Unix epoch (UTC).
+    pub start_ms: i64,
+    /// Duration in milliseconds, `0..=MAX_CALL_DURATION_MS`.
+    pub duration_ms: i64,
+}
+
+/// Why a message was rejected: a closed set, used as the `reason` metric label and DLQ header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Invalid {
+    /// Larger than `AGG_MAX_MESSAGE_BYTES`.
+    Oversize,
+    /// No payload (a tombstone) or an empty one.
+    Empty,
+    /// Not parseable as JSON.
+    NotJson,
+    /// JSON, but a field (or the whole message) has the wrong type.
+    WrongType,
+    /// A required field (or the caller key of a legacy message) is missing.
+    MissingField,
+    /// A `schema_version` this release does not know.
+    UnsupportedVersion,
+    /// Negative, non-finite or absurdly long duration.
+    InvalidDuration,
+    /// Start time unparseable, too old or too far in the future.
+    OutOfRange,
+}
+
+impl Invalid {
+    /// Every reason, for pre-registering metric label values.
+    pub const ALL: [Invalid; 8] = [
+        Self::Oversize,
+        Self::Empty,
+        Self::NotJson,
+        Self::WrongType,
+        Self::MissingField,
+        Self::UnsupportedVersion,
+        Self::InvalidDuration,
+        Self::OutOfRange,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversize => "oversize",
+            Self::Empty => "empty",
+            Self::NotJson => "not_json",
+            Self::WrongType => "wrong_type",
+            Self::MissingField => "missing_field",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidDuration => "invalid_duration",
+            Self::OutOfRange => "out_of_range",
+        }
+    }
+}
+
+/// Every field any supported format may carry; unknown fields are ignored so producers can add
+/// fields without breaking older aggregators.
+#[derive(Debug, Deserialize)]
+struct Raw<'a> {
+    schema_version: Option<u32>,
+    call_id: Option<Uuid>,
+    #[serde(borrow)]
+    caller: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    callee: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start_time: Option<Cow<'a, str>>,
+    duration_secs: Option<f64>,
+    // Legacy (a).
+    #[serde(borrow)]
+    called_phone_number: Option<Cow<'a, str>>,
+    start_call_epoch_time: Option<f64>,
+    call_duration: Option<f64>,
+    // Legacy (b) wrapper.
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Box<Raw<'a>>>,
+}
+
+/// Decodes one message. `key` is the Kafka key (the caller, for legacy format (a)).
+pub fn decode_call<'a>(
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    max_bytes: usize,
+) -> Result<Call<'a>, Invalid> {
+    let payload = payload.filter(|p| !p.is_empty()).ok_or(Invalid::Empty)?;
+    if payload.len() > max_bytes {
+        return Err(Invalid::Oversize);
+    }
+    let key = key.and_then(|k| std::str::from_utf8(k).ok()).map(Cow::Borrowed);
+    // Format (c): the message is a JSON string holding a JSON document.
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'"') {
+        let inner: String = serde_json::from_slice(payload).map_err(classify)?;
+        let raw: Raw<'_> = serde_json::from_str(&inner).map_err(classify)?;
+        return from_raw(raw, key).map(into_owned);
+    }
+    let raw: Raw<'a> = serde_json::from_slice(payload).map_err(classify)?;
+    from_raw(raw, key)
+}
+
+fn into_owned(call: Call<'_>) -> Call<'static> {
+    Call {
+        caller: Cow::Owned(call.caller.into_owned()),
+        callee: Cow::Owned(call.callee.into_owned()),
+        ..call
+    }
+}
+
+fn classify(err: serde_json::Error) -> Invalid {
+    match err.classify() {
+        serde_json::error::Category::Data => Invalid::WrongType,
+        _ => Invalid::NotJson,
+    }
+}
+
+fn from_raw<'a>(raw: Raw<'a>, key: Option<Cow<'a, str>>) -> Result<Call<'a>, Invalid> {
+    match raw.schema_version {
+        Some(1) => {
+            let start = raw.start_time.ok_or(Invalid::MissingField)?;
+            let call = Call {
+                call_id: Some(raw.call_id.ok_or(Invalid::MissingField)?),
+                caller: raw.caller.ok_or(Invalid::MissingField)?,
+                callee: raw.callee.ok_or(Invalid::MissingField)?,
+                start_ms: chrono::DateTime::parse_from_rfc3339(&start)
+                    .map_err(|_| Invalid::OutOfRange)?
+                    .timestamp_millis(),
+                duration_ms: duration_ms(raw.duration_secs.ok_or(Invalid::MissingField)?)?,
+            };
+            Ok(call)
+        }
+        Some(_) => Err(Invalid::UnsupportedVersion),
+        None => match raw.value {
+            // Format (b): the caller travels inside the message.
+            Some(inner) => from_legacy(*inner, raw.key.or(key)),
+            None => from_legacy(raw, key),
+        },
+    }
+}
+
+fn from_legacy<'a>(raw: Raw<'a>, caller: Option<Cow<'a, str>>) -> Result<Call<'a>, Invalid> {
+    let epoch = raw.start_call_epoch_time.ok_or(Invalid::MissingField)?;
+    if !epoch.is_finite() || epoch < 0.0 || epoch > 1e11 {
+        return Err(Invalid::OutOfRange);
+    }
+    Ok(Call {
+        call_id: None,
+        callee: raw.called_phone_number.ok_or(Invalid::MissingField)?,
+        caller: caller.ok_or(Invalid::MissingField)?,
+        start_ms: (epoch * 1000.0).round() as i64,
+        duration_ms: duration_ms(raw.call_duration.ok_or(Invalid::MissingField)?)?,
+    })
+}
+
+fn duration_ms(secs: f64) -> Result<i64, Invalid> {
+    let ms = (secs * 1000.0).round();
+    if secs.is_finite() && (0.0..=MAX_CALL_DURATION_MS as f64).contains(&ms) {
+        Ok(ms as i64)
+    } else {
+        Err(Invalid::InvalidDuration)
+    }
+}
+
+/// Event-time bounds: not older than `max_lateness_ms`, not more than [`MAX_FUTURE_MS`] ahead.
+pub fn check_time(start_ms: i64, now_ms: i64, max_lateness_ms: i64) -> Result<(), Invalid> {
+    if start_ms < now_ms - max_lateness_ms || start_ms > now_ms + MAX_FUTURE_MS {
+        Err(Invalid::OutOfRange)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

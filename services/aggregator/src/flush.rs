@@ -1,0 +1,129 @@
+//! One flush job, run on the Tokio runtime while the consumer thread keeps reading: deliver
+//! the batch's dead letters, then write the batch in one transaction, retrying outages with
+//! backoff until it succeeds, is fenced, or the shutdown deadline passes.
+
+use std::time::{Duration, Instant};
+
+use fleet::health::Health;
+use fleet::kafka::{Backoff, WatchedContext};
+use futures::future::try_join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Batch, DeadLetter};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, Totals, Written};
+
+/// Name of the health check fed by flush results and idle pings.
+pub const POSTGRES_CHECK: &str = "postgres";
+
+/// Why a flush did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushFailure {
+    #[error("fenced: the partitions' stored offsets moved")]
+    Fenced,
+    #[error("abandoned at shutdown after retrying")]
+    Abandoned,
+}
+
+/// A committed flush.
+#[derive(Debug, Clone, Copy)]
+pub struct Flushed {
+    pub totals: Totals,
+    pub written: Written,
+    pub took: Duration,
+}
+
+/// What a flush job needs besides its batch.
+#[derive(Clone)]
+pub struct Flusher {
+    pub store: Store,
+    pub dlq: FutureProducer<WatchedContext>,
+    pub dlq_topic: String,
+    pub source_topic: String,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// Cancelled when retries must stop (the shutdown deadline).
+    pub abandon: CancellationToken,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher").field("dlq_topic", &self.dlq_topic).finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    /// Runs one batch to completion (see the module docs).
+    pub async fn run(&self, batch: &Batch) -> Result<Flushed, FlushFailure> {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        let mut letters_delivered = batch.dead_letters.is_empty();
+        loop {
+            if !letters_delivered {
+                match self.deliver(&batch.dead_letters).await {
+                    Ok(()) => letters_delivered = true,
+                    Err(err) => {
+                        self.metrics.flush_errors.with_label_values(&["dlq"]).inc();
+                        tracing::warn!(%err, "dead-letter delivery failed, retrying");
+                    }
+                }
+            }
+            if letters_delivered {
+                let started = Instant::now();
+                match self.store.flush(batch).await {
+                    Ok((totals, written)) => {
+                        self.health.pass(POSTGRES_CHECK);
+                        return Ok(Flushed { totals, written, took: started.elapsed() });
+                    }
+                    Err(StoreError::Fenced) => {
+                        self.metrics.flush_errors.with_label_values(&["fenced"]).inc();
+                        return Err(FlushFailure::Fenced);
+                    }
+                    Err(err) => {
+                        self.metrics.flush_errors.with_label_values(&["postgres"]).inc();
+                        self.health.fail(POSTGRES_CHECK, err.to_string());
+                        tracing::warn!(%err, "flush failed, retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.abandon.cancelled() => return Err(FlushFailure::Abandoned),
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// Produces every dead letter and waits for all acknowledgements.
+    async fn deliver(&self, letters: &[DeadLetter]) -> Result<(), rdkafka::error::KafkaError> {
+        let sends = letters.iter().map(|letter| {
+            let partition = letter.partition.to_string();
+            let offset = letter.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(header("fleet.dlq.source.topic", &self.source_topic))
+                .insert(header("fleet.dlq.source.partition", &partition))
+                .insert(header("fleet.dlq.source.offset", &offset))
+                .insert(header("fleet.dlq.reason", letter.reason.as_str()));
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dlq_topic).headers(headers);
+            if let Some(key) = &letter.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &letter.payload {
+                record = record.payload(payload.as_slice());
+            }
+            let send = self.dlq.send(record, Duration::from_secs(30));
+            async move { send.await.map_err(|(err, _)| err) }
+        });
+        try_join_all(sends).await?;
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.source_topic])
+            .inc_by(letters.len() as u64);
+        Ok(())
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a [u8]> {
+    Header { key, value: Some(value.as_bytes()) }
+}

@@ -1,0 +1,222 @@
+//! `aggregator`: consumes the call stream, aggregates it in tumbling event-time windows and
+//! persists it to PostgreSQL with an exactly-once effect (see [`store`] for the guarantee).
+//!
+//! - [`config`]: settings.
+//! - [`decode`]: pure decoding of the current and legacy call formats, with reasons.
+//! - [`batch`]: pure aggregation of a flush interval's worth of events.
+//! - [`consumer`]: the consume loop, rebalances and offsets.
+//! - [`flush`]: one flush job: dead letters, then the transaction, with retries.
+//! - [`store`]: PostgreSQL: pool, migrations, the fenced flush transaction.
+//! - [`metrics`]: the `aggregator_*` metrics.
+
+pub mod batch;
+pub mod config;
+pub mod consumer;
+pub mod decode;
+pub mod flush;
+pub mod metrics;
+pub mod store;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use fleet::health::Health;
+use fleet::kafka::{Backoff, BrokerWatch, WatchedContext};
+use prometheus::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::Rules;
+use crate::config::Config;
+use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
+use crate::flush::{Flusher, POSTGRES_CHECK};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Default port of the metrics endpoint.
+pub const METRICS_PORT: u16 = 6066;
+/// Time allowed for the final flush after a stop is requested (the whole stop takes < 10 s).
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A built aggregator, its metrics endpoint bound.
+#[derive(Debug)]
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    registry: Registry,
+    health: Health,
+    metrics: Metrics,
+    pool: Pool,
+}
+
+impl Application {
+    /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let health = Health::new(&registry)?;
+        let metrics = Metrics::register(&registry, &config.calls_topic)?;
+        let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
+        let addr = config.common.metrics_addr_or(METRICS_PORT);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+        Ok(Self { config, listener, registry, health, metrics, pool })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Runs until `shutdown`, then makes a final flush.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken, trace: bool) -> anyhow::Result<()> {
+        let Self { config, listener, registry, health, metrics, pool } = self;
+        let http_stop = CancellationToken::new();
+        let router = fleet::http::router(registry, health.clone());
+        let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
+
+        health.register(POSTGRES_CHECK, true);
+        let watch = BrokerWatch::new(health.clone());
+        if !migrate_with_retry(&pool, &health, &shutdown).await {
+            http_stop.cancel();
+            return Ok(());
+        }
+        let store = Store::new(
+            pool.clone(),
+            config.consumer_group.clone(),
+            config.calls_topic.clone(),
+            config.agg_window_secs as i32,
+        );
+        let totals = store.load_totals().await.context("read totals")?;
+        metrics.stored_calls.set(totals.calls);
+        metrics.stored_call_duration_seconds.set(totals.duration_ms as f64 / 1000.0);
+        metrics.stored_long_calls.set(totals.long_calls);
+
+        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
+        let topics = [config.calls_topic.as_str(), config.dlq_topic.as_str()];
+        let (partitions, rf) =
+            (config.common.kafka_topic_partitions, config.common.kafka_topic_replication_factor);
+        if !fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await? {
+            http_stop.cancel();
+            return Ok(());
+        }
+        let dlq: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
+            &base,
+            &[("enable.idempotence", "true"), ("linger.ms", "5")],
+        )
+        .create_with_context(WatchedContext { watch: watch.clone() })
+        .context("create dead-letter producer")?;
+
+        let consumer = create_consumer(&config, &base, watch, &metrics, &store, &shutdown)?;
+        let abandon = CancellationToken::new();
+        let flusher = Flusher {
+            store: store.clone(),
+            dlq,
+            dlq_topic: config.dlq_topic.clone(),
+            source_topic: config.calls_topic.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            abandon,
+        };
+        let settings = LoopSettings {
+            rules: Rules {
+                window_secs: i64::from(config.agg_window_secs),
+                long_call_threshold_ms: i64::from(config.long_call_threshold_secs) * 1000,
+            },
+            flush_interval: config.flush_interval(),
+            max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),
+            max_message_bytes: config.agg_max_message_bytes as usize,
+            max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
+            trace,
+            final_flush_timeout: FINAL_FLUSH_TIMEOUT,
+        };
+        let pinger = tokio::spawn(ping_postgres(store, health.clone(), shutdown.clone()));
+        let consume = ConsumeLoop::new(consumer, flusher, settings, health, shutdown.clone());
+        tracing::info!(topic = %config.calls_topic, group = %config.consumer_group, "consuming");
+        tokio::task::spawn_blocking(move || consume.run()).await.context("consume loop panicked")?;
+        pinger.abort();
+        http_stop.cancel();
+        let _ = server.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn create_consumer(
+    config: &Config,
+    base: &rdkafka::ClientConfig,
+    watch: BrokerWatch,
+    metrics: &Metrics,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<BaseConsumer<AggregatorContext>> {
+    let mut consumer_config = fleet::kafka::with_defaults(
+        base,
+        &[
+            ("auto.offset.reset", "earliest"),
+            // A restarted instance gets its partitions back within seconds, not a minute.
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("partition.assignment.strategy", "roundrobin"),
+            ("fetch.wait.max.ms", "100"),
+        ],
+    );
+    // Offsets are ours to manage: PostgreSQL is the source of truth.
+    consumer_config
+        .set("group.id", &config.consumer_group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    if let Some(id) = &config.consumer_instance_id {
+        consumer_config.set("group.instance.id", id);
+    }
+    let context = AggregatorContext::new(
+        watch,
+        metrics.clone(),
+        store.clone(),
+        tokio::runtime::Handle::current(),
+        config.calls_topic.clone(),
+        shutdown.clone(),
+    );
+    let consumer: BaseConsumer<AggregatorContext> =
+        consumer_config.create_with_context(context).context("create Kafka consumer")?;
+    consumer.subscribe(&[&config.calls_topic]).context("subscribe")?;
+    Ok(consumer)
+}
+
+/// Applies migrations, retrying while PostgreSQL is unreachable. False if shutdown came first.
+async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    loop {
+        match store::migrate(pool).await {
+            Ok(_) => {
+                health.pass(POSTGRES_CHECK);
+                return true;
+            }
+            Err(err) => {
+                health.fail(POSTGRES_CHECK, err.to_string());
+                tracing::warn!(%err, "cannot migrate the database yet, retrying");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Keeps the `postgres` check true to reality while there is nothing to flush.
+async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match tokio::time::timeout(Duration::from_secs(4), store.ping()).await {
+            Ok(Ok(())) => health.pass(POSTGRES_CHECK),
+            Ok(Err(err)) => health.fail(POSTGRES_CHECK, err.to_string()),
+            Err(_) => health.fail(POSTGRES_CHECK, "ping timed out"),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Schema migrations: versioned SQL files under `migrations/`, embedded at build time and
+//! applied in order at start. One transaction holding an advisory lock makes concurrent starts
+//! safe: the second aggregator waits, then finds everything applied.
+
+use deadpool_postgres::Pool;
+
+use super::StoreError;
+
+/// `(version, name, sql)`, in order. Never edit an applied file: add a new one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "call_pipeline",
+    include_str!("../../migrations/0001_call_pipeline.sql"),
+)];
+
+/// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).
+const LOCK_KEY: i64 = 0x666c_6565_7470_756c;
+
+/// Applies every migration not yet applied; returns how many were.
+pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tracing::info!(version, name, "migration applied");
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok(count)
+}

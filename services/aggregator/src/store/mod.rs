@@ -1,0 +1,199 @@
+//! The PostgreSQL edge: connection pool (with TLS), migrations, stored offsets, and the flush
+//! transaction that makes the aggregator's effect exactly-once.
+//!
+//! **Guarantee.** A flush writes, in one transaction, the window deltas, the long calls, the
+//! totals and the next offset of every partition the batch covers. The offsets are fenced: a
+//! partition's row advances only if it still holds the value this aggregator started the batch
+//! from, so a zombie (an instance that lost the partition in a rebalance it has not seen yet)
+//! cannot commit a batch another instance has also read; its transaction rolls back and it
+//! re-reads the stored offsets. Dead letters are produced before the transaction that moves
+//! past them, so they are delivered at least once.
+
+mod connect;
+mod migrate;
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use deadpool_postgres::Pool;
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+pub use connect::connect_pool;
+pub use migrate::migrate;
+
+use crate::batch::Batch;
+
+/// Errors of the store. `Fenced` is not an outage: another instance owns the data now.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("offsets moved under us (partition reassigned): batch discarded")]
+    Fenced,
+    #[error("postgres: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("postgres pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// All-time totals after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub calls: i64,
+    pub duration_ms: i64,
+    pub long_calls: i64,
+}
+
+/// Rows a flush wrote, per table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    pub windows: u64,
+    pub long_calls: u64,
+    pub offsets: u64,
+}
+
+/// Which consumer group and topic a store serves.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    group: String,
+    topic: String,
+    window_secs: i32,
+}
+
+const FENCED_OFFSETS: &str = "
+WITH input AS (
+    SELECT * FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS i(partition, expected, next_offset)
+)
+INSERT INTO consumer_offsets AS o (group_id, topic, partition, next_offset)
+SELECT $1, $5, partition, next_offset FROM input
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+    SET next_offset = EXCLUDED.next_offset, updated_at = now()
+    WHERE o.next_offset = (SELECT expected FROM input WHERE input.partition = o.partition)";
+
+const UPSERT_WINDOWS: &str = "
+INSERT INTO call_stats_1m AS s
+    (window_start, window_secs, calls, duration_sum_ms, duration_min_ms, duration_max_ms, long_calls)
+SELECT to_timestamp(w), $1, c, su, mi, ma, l
+FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+    AS t(w, c, su, mi, ma, l)
+ON CONFLICT (window_start, window_secs) DO UPDATE SET
+    calls = s.calls + EXCLUDED.calls,
+    duration_sum_ms = s.duration_sum_ms + EXCLUDED.duration_sum_ms,
+    duration_min_ms = LEAST(s.duration_min_ms, EXCLUDED.duration_min_ms),
+    duration_max_ms = GREATEST(s.duration_max_ms, EXCLUDED.duration_max_ms),
+    long_calls = s.long_calls + EXCLUDED.long_calls,
+    updated_at = now()";
+
+const COPY_LONG_CALLS: &str = "COPY long_calls \
+    (topic, partition, kafka_offset, call_id, caller, callee, start_time, duration_ms) \
+    FROM STDIN BINARY";
+
+const ADD_TOTALS: &str = "UPDATE call_totals SET calls = calls + $1, \
+    duration_ms = duration_ms + $2, long_calls = long_calls + $3 \
+    RETURNING calls, duration_ms, long_calls";
+
+impl Store {
+    /// A store for `group` consuming `topic`, aggregating in windows of `window_secs`.
+    pub fn new(pool: Pool, group: String, topic: String, window_secs: i32) -> Self {
+        Self { pool, group, topic, window_secs }
+    }
+
+    /// The stored next offsets of `partitions`; partitions never flushed are absent.
+    pub async fn load_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT partition, next_offset FROM consumer_offsets \
+                 WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)",
+                &[&self.group, &self.topic, &partitions],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The all-time totals.
+    pub async fn load_totals(&self) -> Result<Totals, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT calls, duration_ms, long_calls FROM call_totals", &[])
+            .await?;
+        Ok(Totals { calls: row.get(0), duration_ms: row.get(1), long_calls: row.get(2) })
+    }
+
+    /// Writes `batch` in one transaction (see the module docs).
+    pub async fn flush(&self, batch: &Batch) -> Result<(Totals, Written), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut written = Written::default();
+
+        // Fence first: a stale batch fails before it writes anything.
+        let partitions: Vec<i32> = batch.progress.iter().map(|p| p.partition).collect();
+        let expected: Vec<i64> = batch.progress.iter().map(|p| p.expected).collect();
+        let next: Vec<i64> = batch.progress.iter().map(|p| p.next).collect();
+        let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
+        let moved = tx
+            .execute(&stmt, &[&self.group, &partitions, &expected, &next, &self.topic])
+            .await?;
+        if moved != partitions.len() as u64 {
+            return Err(StoreError::Fenced); // dropping `tx` rolls back
+        }
+        written.offsets = moved;
+
+        let windows = batch.sorted_windows();
+        if !windows.is_empty() {
+            let column = |f: fn(&crate::batch::WindowDelta) -> i64| -> Vec<i64> {
+                windows.iter().map(|(_, w)| f(w)).collect()
+            };
+            let starts: Vec<i64> = windows.iter().map(|(s, _)| *s).collect();
+            let stmt = tx.prepare_cached(UPSERT_WINDOWS).await?;
+            written.windows = tx
+                .execute(&stmt, &[
+                    &self.window_secs,
+                    &starts,
+                    &column(|w| w.calls),
+                    &column(|w| w.duration_sum_ms),
+                    &column(|w| w.duration_min_ms),
+                    &column(|w| w.duration_max_ms),
+                    &column(|w| w.long_calls),
+                ])
+                .await?;
+        }
+
+        if !batch.long_calls.is_empty() {
+            let sink = tx.copy_in(COPY_LONG_CALLS).await?;
+            let types = [
+                Type::TEXT, Type::INT4, Type::INT8, Type::UUID,
+                Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::INT8,
+            ];
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            pin_mut!(writer);
+            for call in &batch.long_calls {
+                let start = DateTime::from_timestamp_millis(call.start_ms).unwrap_or_default();
+                writer
+                    .as_mut()
+                    .write(&[
+                        &self.topic, &call.partition, &call.offset, &call.call_id,
+                        &call.caller, &call.callee, &start, &call.duration_ms,
+                    ])
+                    .await?;
+            }
+            written.long_calls = writer.finish().await?;
+        }
+
+        let stmt = tx.prepare_cached(ADD_TOTALS).await?;
+        let long = batch.long_calls.len() as i64;
+        let row = tx
+            .query_one(&stmt, &[&(batch.calls as i64), &batch.duration_ms, &long])
+            .await?;
+        tx.commit().await?;
+        let totals = Totals { calls: row.get(0), duration_ms: row.get(1), long_calls: row.get(2) };
+        Ok((totals, written))
+    }
+
+    /// A cheap round trip, for the health check while idle.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
