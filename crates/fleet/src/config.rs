@@ -19,7 +19,11 @@ pub enum LogFormat {
 pub struct CommonArgs {
     /// Kafka bootstrap servers (comma separated host:port). Any other librdkafka property can be
     /// set as `KAFKA_` + the property in upper snake case, e.g. `KAFKA_SECURITY_PROTOCOL=ssl`.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9092"
+    )]
     pub kafka_bootstrap_servers: String,
 
     /// Partitions for topics this service creates when they do not exist.
@@ -62,7 +66,10 @@ pub fn parse_or_exit<T: clap::Parser>() -> T {
                 // clap's first line names the flag, its value name (which is the environment
                 // variable's name) and the bad value; the rest is usage noise.
                 let rendered = err.to_string();
-                eprintln!("{}", rendered.lines().next().unwrap_or("invalid configuration"));
+                eprintln!(
+                    "{}",
+                    rendered.lines().next().unwrap_or("invalid configuration")
+                );
                 std::process::exit(2)
             }
         },

@@ -70,7 +70,10 @@ mod tests {
             duration_secs: 95.25,
         };
         let json = serde_json::to_string(&event).unwrap();
-        assert!(json.contains(r#""start_time":"2023-11-14T22:13:20.123Z""#), "{json}");
+        assert!(
+            json.contains(r#""start_time":"2023-11-14T22:13:20.123Z""#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<CallEvent>(&json).unwrap(), event);
     }
 }

@@ -34,12 +34,19 @@ impl Health {
             "1 while the service is doing its job, 0 when any health check fails.",
         ))?;
         let per_check = IntGaugeVec::new(
-            Opts::new("health_check_status", "1 while the named health check passes."),
+            Opts::new(
+                "health_check_status",
+                "1 while the named health check passes.",
+            ),
             &["check"],
         )?;
         registry.register(Box::new(status.clone()))?;
         registry.register(Box::new(per_check.clone()))?;
-        Ok(Self { checks: Arc::default(), status, per_check })
+        Ok(Self {
+            checks: Arc::default(),
+            status,
+            per_check,
+        })
     }
 
     /// Adds a check, initially failing ("not yet confirmed"). `gates_readiness` checks must
@@ -47,7 +54,12 @@ impl Health {
     pub fn register(&self, name: &'static str, gates_readiness: bool) {
         let mut checks = self.lock();
         if checks.iter().all(|c| c.name != name) {
-            checks.push(Check { name, ok: false, gates_readiness, detail: "starting".into() });
+            checks.push(Check {
+                name,
+                ok: false,
+                gates_readiness,
+                detail: "starting".into(),
+            });
         }
         self.per_check.with_label_values(&[name]).set(0);
         self.status.set(0);
@@ -95,7 +107,11 @@ impl Health {
             .filter(|c| c.gates_readiness && !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        if failing.is_empty() { Ok(()) } else { Err(failing.join("\n")) }
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing.join("\n"))
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Check>> {
@@ -116,7 +132,11 @@ pub struct StallDetector {
 impl StallDetector {
     /// A detector that reports a stall after `window` without success while work is pending.
     pub fn new(window: Duration) -> Self {
-        Self { window, last_success: None, pending_since: None }
+        Self {
+            window,
+            last_success: None,
+            pending_since: None,
+        }
     }
 
     /// Work is waiting (a message in flight, data to flush). Keeps the earliest instant.
@@ -136,7 +156,9 @@ impl StallDetector {
 
     /// True when work has been pending for `window` without any success in that time.
     pub fn is_stalled(&self, now: Instant) -> bool {
-        let Some(pending_since) = self.pending_since else { return false };
+        let Some(pending_since) = self.pending_since else {
+            return false;
+        };
         let since = match self.last_success {
             Some(success) if success > pending_since => success,
             _ => pending_since,
@@ -158,7 +180,10 @@ mod tests {
         assert_eq!(health.status.get(), 0);
         health.pass("kafka");
         assert_eq!(health.status.get(), 0, "progress has not passed yet");
-        assert!(health.readiness().is_ok(), "progress does not gate readiness");
+        assert!(
+            health.readiness().is_ok(),
+            "progress does not gate readiness"
+        );
         health.pass("progress");
         assert_eq!(health.status.get(), 1);
         health.fail("kafka", "all brokers down");

@@ -45,7 +45,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.health.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(failing) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{failing}\n")),
+        Err(failing) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{failing}\n"),
+        ),
     }
 }
 
@@ -78,7 +81,9 @@ mod tests {
             .await
             .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 

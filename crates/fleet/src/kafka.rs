@@ -34,7 +34,9 @@ pub fn passthrough_properties(
         .into_iter()
         .filter(|(name, _)| name.starts_with("KAFKA_") && !OWN_SETTINGS.contains(&name.as_str()))
         .map(|(name, value)| {
-            let property = name["KAFKA_".len()..].to_ascii_lowercase().replace('_', ".");
+            let property = name["KAFKA_".len()..]
+                .to_ascii_lowercase()
+                .replace('_', ".");
             (property, value)
         })
         .filter(|(property, _)| !property.is_empty())
@@ -146,7 +148,10 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at 100 ms, caps at `max`.
     pub fn new(max: Duration) -> Self {
-        Self { next: Duration::from_millis(100), max }
+        Self {
+            next: Duration::from_millis(100),
+            max,
+        }
     }
 
     /// The delay to wait now; doubles the next one.
@@ -180,9 +185,15 @@ pub async fn ensure_topics(
     let existing = loop {
         let client = admin.clone();
         let metadata = tokio::task::spawn_blocking(move || {
-            client.inner().fetch_metadata(None, Duration::from_secs(5)).map(|m| {
-                m.topics().iter().map(|t| t.name().to_string()).collect::<Vec<_>>()
-            })
+            client
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(5))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .map(|t| t.name().to_string())
+                        .collect::<Vec<_>>()
+                })
         });
         match metadata.await {
             Ok(Ok(names)) => break names,
@@ -233,7 +244,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
     }
 
     #[test]

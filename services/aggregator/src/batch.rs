@@ -150,9 +150,11 @@ impl Batch {
     pub fn advance(&mut self, partition: i32, offset: i64, expected: impl FnOnce() -> i64) {
         match self.progress.iter_mut().find(|p| p.partition == partition) {
             Some(p) => p.next = p.next.max(offset + 1),
-            None => {
-                self.progress.push(Progress { partition, expected: expected(), next: offset + 1 })
-            }
+            None => self.progress.push(Progress {
+                partition,
+                expected: expected(),
+                next: offset + 1,
+            }),
         }
     }
 

@@ -32,7 +32,11 @@ pub struct Config {
     pub consumer_instance_id: Option<String>,
 
     /// PostgreSQL connection URL (libpq form; `sslmode=require` or `verify-full` for TLS).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@localhost:5432/fleetpulse")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@localhost:5432/fleetpulse"
+    )]
     pub database_url: String,
 
     /// Maximum PostgreSQL connections.

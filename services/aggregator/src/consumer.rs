@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use fleet::health::{Health, StallDetector};
 use fleet::kafka::BrokerWatch;
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientContext;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -97,7 +97,9 @@ impl AggregatorContext {
         loop {
             match self.runtime.block_on(self.store.load_offsets(partitions)) {
                 Ok(stored) => {
-                    let all = partitions.iter().map(|p| (*p, stored.get(p).copied().unwrap_or(-1)));
+                    let all = partitions
+                        .iter()
+                        .map(|p| (*p, stored.get(p).copied().unwrap_or(-1)));
                     return Some(all.collect());
                 }
                 Err(err) => tracing::warn!(%err, "cannot read stored offsets, retrying"),
@@ -118,20 +120,29 @@ impl AggregatorContext {
         let stored = self.stored_offsets(&partitions).unwrap_or_default();
         let mut seeded = TopicPartitionList::new();
         for (partition, next) in &stored {
-            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
+            let offset = if *next >= 0 {
+                Offset::Offset(*next)
+            } else {
+                Offset::Beginning
+            };
             if let Err(err) = seeded.add_partition_offset(&self.topic, *partition, offset) {
                 tracing::error!(%err, partition, "cannot build assignment");
             }
         }
         let assigned = match consumer.rebalance_protocol() {
-            rdkafka::consumer::RebalanceProtocol::Cooperative => consumer.incremental_assign(&seeded),
+            rdkafka::consumer::RebalanceProtocol::Cooperative => {
+                consumer.incremental_assign(&seeded)
+            }
             _ => consumer.assign(&seeded),
         };
         if let Err(err) = assigned {
             tracing::error!(%err, "assign failed");
         }
         tracing::info!(?stored, "partitions assigned, resuming from stored offsets");
-        lock(&self.assigned).extend(stored);
+        let mut assigned = lock(&self.assigned);
+        assigned.extend(stored);
+        self.metrics.assigned_partitions.set(assigned.len() as i64);
+        drop(assigned);
         self.reassigned.store(true, Ordering::Release);
     }
 
@@ -146,12 +157,17 @@ impl AggregatorContext {
                     }
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    tracing::warn!("in-flight flush did not settle before revocation; its fence protects it");
+                    tracing::warn!(
+                        "in-flight flush did not settle before revocation; its fence protects it"
+                    );
                 }
             }
         }
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        tracing::info!(?revoked, "partitions revoked, unflushed data dropped (it will be re-read)");
+        tracing::info!(
+            ?revoked,
+            "partitions revoked, unflushed data dropped (it will be re-read)"
+        );
         let result = match consumer.rebalance_protocol() {
             rdkafka::consumer::RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
             _ => consumer.unassign(),
@@ -161,11 +177,17 @@ impl AggregatorContext {
         }
         let mut assigned = lock(&self.assigned);
         assigned.retain(|p, _| !revoked.contains(p));
+        self.metrics.assigned_partitions.set(assigned.len() as i64);
         // Partitions we keep (cooperative protocol) must also drop their unflushed data:
         // rewind them to what is stored.
         for (partition, next) in assigned.iter() {
-            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
-            if let Err(err) = consumer.seek(&self.topic, *partition, offset, Duration::from_secs(5)) {
+            let offset = if *next >= 0 {
+                Offset::Offset(*next)
+            } else {
+                Offset::Beginning
+            };
+            if let Err(err) = consumer.seek(&self.topic, *partition, offset, Duration::from_secs(5))
+            {
                 tracing::warn!(%err, partition, "rewind failed");
             }
         }
@@ -183,14 +205,22 @@ impl AggregatorContext {
         let flushed = result?;
         let m = &self.metrics;
         m.calls.inc_by(batch.calls);
-        m.call_duration_seconds_total.inc_by(batch.duration_ms as f64 / 1000.0);
+        m.call_duration_seconds_total
+            .inc_by(batch.duration_ms as f64 / 1000.0);
         m.long_calls.inc_by(batch.long_calls.len() as u64);
         m.flush_duration.observe(flushed.took.as_secs_f64());
-        m.rows_written.with_label_values(&["call_stats_1m"]).inc_by(flushed.written.windows);
-        m.rows_written.with_label_values(&["long_calls"]).inc_by(flushed.written.long_calls);
-        m.rows_written.with_label_values(&["consumer_offsets"]).inc_by(flushed.written.offsets);
+        m.rows_written
+            .with_label_values(&["call_stats_1m"])
+            .inc_by(flushed.written.windows);
+        m.rows_written
+            .with_label_values(&["long_calls"])
+            .inc_by(flushed.written.long_calls);
+        m.rows_written
+            .with_label_values(&["consumer_offsets"])
+            .inc_by(flushed.written.offsets);
         m.stored_calls.set(flushed.totals.calls);
-        m.stored_call_duration_seconds.set(flushed.totals.duration_ms as f64 / 1000.0);
+        m.stored_call_duration_seconds
+            .set(flushed.totals.duration_ms as f64 / 1000.0);
         m.stored_long_calls.set(flushed.totals.long_calls);
         let mut commit = TopicPartitionList::new();
         {
@@ -198,7 +228,11 @@ impl AggregatorContext {
             for p in &batch.progress {
                 if let Some(stored) = assigned.get_mut(&p.partition) {
                     *stored = p.next;
-                    let _ = commit.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.next));
+                    let _ = commit.add_partition_offset(
+                        &self.topic,
+                        p.partition,
+                        Offset::Offset(p.next),
+                    );
                 }
             }
         }
@@ -288,7 +322,9 @@ pub struct ConsumeLoop {
 
 impl std::fmt::Debug for ConsumeLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumeLoop").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("ConsumeLoop")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -334,11 +370,22 @@ impl ConsumeLoop {
             let now_ms = chrono::Utc::now().timestamp_millis();
             let mut reassigned_in_burst = false;
             for i in 0..BURST {
-                let timeout = if i == 0 { Duration::from_millis(100) } else { Duration::ZERO };
-                let Some(polled) = self.consumer.poll(timeout) else { break };
+                let timeout = if i == 0 {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::ZERO
+                };
+                let Some(polled) = self.consumer.poll(timeout) else {
+                    break;
+                };
                 // The rebalance callback runs inside `poll`: the message belongs to the new
                 // assignment, the batch to the old one.
-                if self.consumer.context().reassigned.swap(false, Ordering::AcqRel) {
+                if self
+                    .consumer
+                    .context()
+                    .reassigned
+                    .swap(false, Ordering::AcqRel)
+                {
                     self.batch = Batch::default();
                     self.aggregate_span = None;
                     self.expected = lock(&self.consumer.context().assigned).clone();
@@ -347,7 +394,15 @@ impl ConsumeLoop {
                 match polled {
                     Ok(message) => {
                         consumed.inc();
-                        let duration = process(&mut self.batch, &mut self.expected, &self.settings, &message, now_ms, &metrics, &topic);
+                        let duration = process(
+                            &mut self.batch,
+                            &mut self.expected,
+                            &self.settings,
+                            &message,
+                            now_ms,
+                            &metrics,
+                            &topic,
+                        );
                         if let Some(secs) = duration {
                             durations.observe(secs);
                         }
@@ -385,7 +440,10 @@ impl ConsumeLoop {
         let now = Instant::now();
         let in_flight = lock(&self.context().in_flight).is_some();
         let over_budget = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
-        self.context().metrics.pending_bytes.set(self.batch.approx_bytes() as i64);
+        self.context()
+            .metrics
+            .pending_bytes
+            .set(self.batch.approx_bytes() as i64);
         if self.batch.is_empty() && !in_flight {
             self.stall.idle();
         } else {
@@ -400,7 +458,8 @@ impl ConsumeLoop {
         let still_over = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
         self.set_paused(still_over);
         if self.stall.is_stalled(now) {
-            self.health.fail(PROGRESS_CHECK, "no successful flush for 3 flush intervals");
+            self.health
+                .fail(PROGRESS_CHECK, "no successful flush for 3 flush intervals");
         } else {
             self.health.pass(PROGRESS_CHECK);
         }
@@ -414,12 +473,23 @@ impl ConsumeLoop {
             Ok(a) => a,
             Err(err) => return tracing::warn!(%err, "cannot read assignment"),
         };
-        let result = if pause { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
         match result {
             Ok(()) => {
                 self.paused = pause;
-                self.context().metrics.partitions_paused.set(i64::from(pause));
-                tracing::info!(paused = pause, "unflushed data budget: consumption {}", if pause { "paused" } else { "resumed" });
+                self.context()
+                    .metrics
+                    .partitions_paused
+                    .set(i64::from(pause));
+                tracing::info!(
+                    paused = pause,
+                    "unflushed data budget: consumption {}",
+                    if pause { "paused" } else { "resumed" }
+                );
             }
             Err(err) => tracing::warn!(%err, "pause/resume failed"),
         }
@@ -437,26 +507,35 @@ impl ConsumeLoop {
         let (tx, rx) = mpsc::channel();
         let flusher = self.flusher.clone();
         let job = Arc::clone(&batch);
-        self.context().runtime.spawn(tracing::Instrument::instrument(
-            async move {
-                let _ = tx.send(flusher.run(&job).await);
-            },
-            span,
-        ));
+        self.context()
+            .runtime
+            .spawn(tracing::Instrument::instrument(
+                async move {
+                    let _ = tx.send(flusher.run(&job).await);
+                },
+                span,
+            ));
         *lock(&self.context().in_flight) = Some(InFlight { result: rx, batch });
     }
 
     fn poll_settled_flush(&mut self) {
         let mut guard = lock(&self.context().in_flight);
-        let Some(in_flight) = guard.as_ref() else { return };
+        let Some(in_flight) = guard.as_ref() else {
+            return;
+        };
         let result = match in_flight.result.try_recv() {
             Ok(result) => result,
             Err(mpsc::TryRecvError::Empty) => return,
             Err(mpsc::TryRecvError::Disconnected) => Err(FlushFailure::Abandoned),
         };
-        let Some(in_flight) = guard.take() else { return };
+        let Some(in_flight) = guard.take() else {
+            return;
+        };
         drop(guard);
-        match self.context().settle(&self.consumer, &in_flight.batch, result) {
+        match self
+            .context()
+            .settle(&self.consumer, &in_flight.batch, result)
+        {
             Ok(_) => self.stall.success(Instant::now()),
             Err(failure) => {
                 tracing::warn!(%failure, "flush not committed: rewinding to the stored offsets");
@@ -468,10 +547,21 @@ impl ConsumeLoop {
     /// Drops unflushed data and seeks every assigned partition back to its stored offset.
     fn rewind(&mut self) {
         let partitions: Vec<i32> = lock(&self.context().assigned).keys().copied().collect();
-        let Some(stored) = self.context().stored_offsets(&partitions) else { return };
+        let Some(stored) = self.context().stored_offsets(&partitions) else {
+            return;
+        };
         for (partition, next) in &stored {
-            let offset = if *next >= 0 { Offset::Offset(*next) } else { Offset::Beginning };
-            if let Err(err) = self.consumer.seek(&self.context().topic, *partition, offset, Duration::from_secs(5)) {
+            let offset = if *next >= 0 {
+                Offset::Offset(*next)
+            } else {
+                Offset::Beginning
+            };
+            if let Err(err) = self.consumer.seek(
+                &self.context().topic,
+                *partition,
+                offset,
+                Duration::from_secs(5),
+            ) {
                 tracing::warn!(%err, partition, "seek failed");
             }
         }
@@ -517,9 +607,13 @@ fn process(
     topic: &str,
 ) -> Option<f64> {
     let (partition, offset) = (message.partition(), message.offset());
-    batch.advance(partition, offset, || expected.get(&partition).copied().unwrap_or(-1));
+    batch.advance(partition, offset, || {
+        expected.get(&partition).copied().unwrap_or(-1)
+    });
     let decoded = decode_call(message.key(), message.payload(), settings.max_message_bytes)
-        .and_then(|call| check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call));
+        .and_then(|call| {
+            check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call)
+        });
     match decoded {
         Ok(call) => {
             batch.record_call(&settings.rules, &call, partition, offset);
@@ -530,8 +624,16 @@ fn process(
             Some(call.duration_ms as f64 / 1000.0)
         }
         Err(reason) => {
-            metrics.invalid_events.with_label_values(&[topic, reason.as_str()]).inc();
-            tracing::debug!(partition, offset, reason = reason.as_str(), "invalid message");
+            metrics
+                .invalid_events
+                .with_label_values(&[topic, reason.as_str()])
+                .inc();
+            tracing::debug!(
+                partition,
+                offset,
+                reason = reason.as_str(),
+                "invalid message"
+            );
             batch.record_dead_letter(DeadLetter {
                 partition,
                 offset,
@@ -548,7 +650,9 @@ fn process(
 /// `aggregate` span, later ones are linked to it.
 fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, message: &BorrowedMessage<'_>) {
     use opentelemetry::trace::TraceContextExt as _;
-    let Some(headers) = message.headers() else { return };
+    let Some(headers) = message.headers() else {
+        return;
+    };
     let Some(value) = headers
         .iter()
         .find(|h| h.key == fleet::telemetry::TRACEPARENT)
@@ -557,7 +661,9 @@ fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, message: &Borro
     else {
         return;
     };
-    let Some(cx) = fleet::telemetry::context_from_traceparent(value) else { return };
+    let Some(cx) = fleet::telemetry::context_from_traceparent(value) else {
+        return;
+    };
     match aggregate {
         None => {
             let span = tracing::info_span!("aggregate");

@@ -115,7 +115,9 @@ pub fn decode_call<'a>(
     if payload.len() > max_bytes {
         return Err(Invalid::Oversize);
     }
-    let key = key.and_then(|k| std::str::from_utf8(k).ok()).map(Cow::Borrowed);
+    let key = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .map(Cow::Borrowed);
     // Format (c): the message is a JSON string holding a JSON document.
     if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'"') {
         let inner: String = serde_json::from_slice(payload).map_err(classify)?;

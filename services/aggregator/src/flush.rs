@@ -50,7 +50,9 @@ pub struct Flusher {
 
 impl std::fmt::Debug for Flusher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flusher").field("dlq_topic", &self.dlq_topic).finish_non_exhaustive()
+        f.debug_struct("Flusher")
+            .field("dlq_topic", &self.dlq_topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,14 +76,24 @@ impl Flusher {
                 match self.store.flush(batch).await {
                     Ok((totals, written)) => {
                         self.health.pass(POSTGRES_CHECK);
-                        return Ok(Flushed { totals, written, took: started.elapsed() });
+                        return Ok(Flushed {
+                            totals,
+                            written,
+                            took: started.elapsed(),
+                        });
                     }
                     Err(StoreError::Fenced) => {
-                        self.metrics.flush_errors.with_label_values(&["fenced"]).inc();
+                        self.metrics
+                            .flush_errors
+                            .with_label_values(&["fenced"])
+                            .inc();
                         return Err(FlushFailure::Fenced);
                     }
                     Err(err) => {
-                        self.metrics.flush_errors.with_label_values(&["postgres"]).inc();
+                        self.metrics
+                            .flush_errors
+                            .with_label_values(&["postgres"])
+                            .inc();
                         self.health.fail(POSTGRES_CHECK, err.to_string());
                         tracing::warn!(%err, "flush failed, retrying");
                     }
@@ -125,5 +137,8 @@ impl Flusher {
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a [u8]> {
-    Header { key, value: Some(value.as_bytes()) }
+    Header {
+        key,
+        value: Some(value.as_bytes()),
+    }
 }

@@ -60,8 +60,17 @@ impl Application {
         let metrics = Metrics::register(&registry, &config.calls_topic)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
         let addr = config.common.metrics_addr_or(METRICS_PORT);
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
-        Ok(Self { config, listener, registry, health, metrics, pool })
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr}"))?;
+        Ok(Self {
+            config,
+            listener,
+            registry,
+            health,
+            metrics,
+            pool,
+        })
     }
 
     /// The bound HTTP port.
@@ -70,8 +79,19 @@ impl Application {
     }
 
     /// Runs until `shutdown`, then makes a final flush.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken, trace: bool) -> anyhow::Result<()> {
-        let Self { config, listener, registry, health, metrics, pool } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: CancellationToken,
+        trace: bool,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            listener,
+            registry,
+            health,
+            metrics,
+            pool,
+        } = self;
         let http_stop = CancellationToken::new();
         let router = fleet::http::router(registry, health.clone());
         let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
@@ -90,13 +110,17 @@ impl Application {
         );
         let totals = store.load_totals().await.context("read totals")?;
         metrics.stored_calls.set(totals.calls);
-        metrics.stored_call_duration_seconds.set(totals.duration_ms as f64 / 1000.0);
+        metrics
+            .stored_call_duration_seconds
+            .set(totals.duration_ms as f64 / 1000.0);
         metrics.stored_long_calls.set(totals.long_calls);
 
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let topics = [config.calls_topic.as_str(), config.dlq_topic.as_str()];
-        let (partitions, rf) =
-            (config.common.kafka_topic_partitions, config.common.kafka_topic_replication_factor);
+        let (partitions, rf) = (
+            config.common.kafka_topic_partitions,
+            config.common.kafka_topic_replication_factor,
+        );
         if !fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await? {
             http_stop.cancel();
             return Ok(());
@@ -105,7 +129,9 @@ impl Application {
             &base,
             &[("enable.idempotence", "true"), ("linger.ms", "5")],
         )
-        .create_with_context(WatchedContext { watch: watch.clone() })
+        .create_with_context(WatchedContext {
+            watch: watch.clone(),
+        })
         .context("create dead-letter producer")?;
 
         let consumer = create_consumer(&config, &base, watch, &metrics, &store, &shutdown)?;
@@ -134,7 +160,9 @@ impl Application {
         let pinger = tokio::spawn(ping_postgres(store, health.clone(), shutdown.clone()));
         let consume = ConsumeLoop::new(consumer, flusher, settings, health, shutdown.clone());
         tracing::info!(topic = %config.calls_topic, group = %config.consumer_group, "consuming");
-        tokio::task::spawn_blocking(move || consume.run()).await.context("consume loop panicked")?;
+        tokio::task::spawn_blocking(move || consume.run())
+            .await
+            .context("consume loop panicked")?;
         pinger.abort();
         http_stop.cancel();
         let _ = server.await;
@@ -178,9 +206,12 @@ fn create_consumer(
         config.calls_topic.clone(),
         shutdown.clone(),
     );
-    let consumer: BaseConsumer<AggregatorContext> =
-        consumer_config.create_with_context(context).context("create Kafka consumer")?;
-    consumer.subscribe(&[&config.calls_topic]).context("subscribe")?;
+    let consumer: BaseConsumer<AggregatorContext> = consumer_config
+        .create_with_context(context)
+        .context("create Kafka consumer")?;
+    consumer
+        .subscribe(&[&config.calls_topic])
+        .context("subscribe")?;
     Ok(consumer)
 }
 

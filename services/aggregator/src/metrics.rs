@@ -32,6 +32,7 @@ pub struct Metrics {
     pub pending_bytes: IntGauge,
     pub partitions_paused: IntGauge,
     pub rebalances: IntCounter,
+    pub assigned_partitions: IntGauge,
     pub stored_calls: IntGauge,
     pub stored_call_duration_seconds: Gauge,
     pub stored_long_calls: IntGauge,
@@ -46,7 +47,10 @@ impl Metrics {
     /// rates start at zero instead of appearing with the first event.
     pub fn register(registry: &Registry, topic: &str) -> prometheus::Result<Self> {
         let m = Self {
-            calls: IntCounter::with_opts(opts("calls_total", "Calls stored in PostgreSQL by this process."))?,
+            calls: IntCounter::with_opts(opts(
+                "calls_total",
+                "Calls stored in PostgreSQL by this process.",
+            ))?,
             call_duration_seconds_total: Counter::with_opts(opts(
                 "call_duration_seconds_total",
                 "Sum of the durations of the calls stored by this process.",
@@ -58,35 +62,60 @@ impl Metrics {
             call_duration: Histogram::with_opts(
                 HistogramOpts::new("call_duration_seconds", "Durations of the decoded calls.")
                     .namespace(NS)
-                    .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
+                    .buckets(vec![
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                    ]),
             )?,
             events_consumed: IntCounterVec::new(
-                opts("events_consumed_total", "Kafka messages consumed, valid or not."),
+                opts(
+                    "events_consumed_total",
+                    "Kafka messages consumed, valid or not.",
+                ),
                 &["topic"],
             )?,
             invalid_events: IntCounterVec::new(
-                opts("invalid_events_total", "Messages rejected, by reason; each goes to the dead-letter topic."),
+                opts(
+                    "invalid_events_total",
+                    "Messages rejected, by reason; each goes to the dead-letter topic.",
+                ),
                 &["topic", "reason"],
             )?,
             dead_letters: IntCounterVec::new(
-                opts("dead_letters_total", "Messages delivered to the dead-letter topic."),
+                opts(
+                    "dead_letters_total",
+                    "Messages delivered to the dead-letter topic.",
+                ),
                 &["topic"],
             )?,
             consumer_lag: IntGaugeVec::new(
-                opts("consumer_lag", "Messages between this consumer's position and the partition's end."),
+                opts(
+                    "consumer_lag",
+                    "Messages between this consumer's position and the partition's end.",
+                ),
                 &["topic", "partition"],
             )?,
             flush_duration: Histogram::with_opts(
-                HistogramOpts::new("flush_duration_seconds", "Duration of successful flush transactions.")
-                    .namespace(NS)
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                HistogramOpts::new(
+                    "flush_duration_seconds",
+                    "Duration of successful flush transactions.",
+                )
+                .namespace(NS)
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
             )?,
             flush_errors: IntCounterVec::new(
-                opts("flush_errors_total", "Failed flush attempts, by kind (postgres, dlq, fenced)."),
+                opts(
+                    "flush_errors_total",
+                    "Failed flush attempts, by kind (postgres, dlq, fenced).",
+                ),
                 &["kind"],
             )?,
             rows_written: IntCounterVec::new(
-                opts("rows_written_total", "Rows written to PostgreSQL, by table."),
+                opts(
+                    "rows_written_total",
+                    "Rows written to PostgreSQL, by table.",
+                ),
                 &["table"],
             )?,
             pending_bytes: IntGauge::with_opts(opts(
@@ -97,7 +126,14 @@ impl Metrics {
                 "partitions_paused",
                 "1 while consumption is paused because unflushed data reached its memory budget.",
             ))?,
-            rebalances: IntCounter::with_opts(opts("rebalances_total", "Partition assignments and revocations."))?,
+            rebalances: IntCounter::with_opts(opts(
+                "rebalances_total",
+                "Partition assignments and revocations.",
+            ))?,
+            assigned_partitions: IntGauge::with_opts(opts(
+                "assigned_partitions",
+                "Partitions currently assigned to this instance.",
+            ))?,
             stored_calls: IntGauge::with_opts(opts(
                 "stored_calls",
                 "All-time calls in PostgreSQL (all instances), as of this instance's last flush.",
@@ -125,13 +161,15 @@ impl Metrics {
         registry.register(Box::new(m.pending_bytes.clone()))?;
         registry.register(Box::new(m.partitions_paused.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.stored_calls.clone()))?;
         registry.register(Box::new(m.stored_call_duration_seconds.clone()))?;
         registry.register(Box::new(m.stored_long_calls.clone()))?;
         m.events_consumed.with_label_values(&[topic]);
         m.dead_letters.with_label_values(&[topic]);
         for reason in Invalid::ALL {
-            m.invalid_events.with_label_values(&[topic, reason.as_str()]);
+            m.invalid_events
+                .with_label_values(&[topic, reason.as_str()]);
         }
         for kind in ["postgres", "dlq", "fenced"] {
             m.flush_errors.with_label_values(&[kind]);

@@ -71,6 +71,9 @@ mod tests {
         let err = Config::try_parse_from(["call-simulator", "--calls-per-second=-3"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("-3") && err.contains("CALLS_PER_SECOND"), "{err}");
+        assert!(
+            err.contains("-3") && err.contains("CALLS_PER_SECOND"),
+            "{err}"
+        );
     }
 }

@@ -53,8 +53,16 @@ impl Application {
         let health = Health::new(&registry)?;
         let metrics = Metrics::register(&registry)?;
         let addr = config.common.metrics_addr_or(METRICS_PORT);
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
-        Ok(Self { config, listener, registry, health, metrics })
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr}"))?;
+        Ok(Self {
+            config,
+            listener,
+            registry,
+            health,
+            metrics,
+        })
     }
 
     /// The bound HTTP port.
@@ -69,7 +77,13 @@ impl Application {
         shutdown: CancellationToken,
         propagate_trace: bool,
     ) -> anyhow::Result<u64> {
-        let Self { config, listener, registry, health, metrics } = self;
+        let Self {
+            config,
+            listener,
+            registry,
+            health,
+            metrics,
+        } = self;
         let http_stop = CancellationToken::new();
         let router = fleet::http::router(registry, health.clone());
         let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
@@ -87,8 +101,10 @@ impl Application {
         .context("create Kafka producer")?;
 
         let topics = [config.calls_topic.as_str()];
-        let (partitions, rf) =
-            (config.common.kafka_topic_partitions, config.common.kafka_topic_replication_factor);
+        let (partitions, rf) = (
+            config.common.kafka_topic_partitions,
+            config.common.kafka_topic_replication_factor,
+        );
         fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await?;
 
         let generator = CallGenerator::new(
@@ -173,7 +189,11 @@ async fn monitor_delivery(
             last_delivered = count;
         }
         let waiting = metrics.queue_depth.get() > 0;
-        if waiting { detector.pending(now) } else { detector.idle() }
+        if waiting {
+            detector.pending(now)
+        } else {
+            detector.idle()
+        }
         if detector.is_stalled(now) {
             health.fail(DELIVERY_CHECK, "no delivery for 3 send intervals");
         } else {

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = fleet::telemetry::init("call-simulator", config.common.log_format)?;
     let shutdown = fleet::shutdown::on_signal();
     let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown, telemetry.exporting()).await?;
+    app.run_until_stopped(shutdown, telemetry.exporting())
+        .await?;
     Ok(())
 }

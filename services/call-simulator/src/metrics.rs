@@ -37,7 +37,9 @@ impl Metrics {
             durations: Histogram::with_opts(
                 HistogramOpts::new("call_duration_seconds", "Durations of the generated calls.")
                     .namespace("call_simulator")
-                    .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+                    .buckets(vec![
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                    ]),
             )?,
             queue_depth: IntGauge::with_opts(ns(
                 "queue_depth",

@@ -70,15 +70,24 @@ mod tests {
     async fn realtime_mode_sends_each_call_at_its_simulated_offset() {
         let start = Instant::now();
         let mut sent = Vec::new();
-        let n = run_stream(generator(9), SimMode::Realtime, Some(200), &CancellationToken::new(), |c| {
-            sent.push((start.elapsed(), c.offset_secs));
-            Ok(())
-        })
+        let n = run_stream(
+            generator(9),
+            SimMode::Realtime,
+            Some(200),
+            &CancellationToken::new(),
+            |c| {
+                sent.push((start.elapsed(), c.offset_secs));
+                Ok(())
+            },
+        )
         .await;
         assert_eq!(n, 200);
         for (elapsed, offset) in &sent {
             let due = Duration::from_secs_f64(*offset);
-            assert!(*elapsed >= due && *elapsed - due < Duration::from_millis(1), "{elapsed:?} vs {due:?}");
+            assert!(
+                *elapsed >= due && *elapsed - due < Duration::from_millis(1),
+                "{elapsed:?} vs {due:?}"
+            );
         }
         // 200 calls at 5/s take about 40 simulated seconds.
         let total = sent.last().unwrap().0.as_secs_f64();
@@ -89,15 +98,29 @@ mod tests {
     async fn flood_mode_never_waits_and_retries_after_backpressure() {
         let start = Instant::now();
         let mut offers = 0;
-        let n = run_stream(generator(9), SimMode::Flood, Some(1000), &CancellationToken::new(), |_| {
-            offers += 1;
-            // Refuse every third offer, like a full producer queue.
-            if offers % 3 == 0 { Err(Backpressure) } else { Ok(()) }
-        })
+        let n = run_stream(
+            generator(9),
+            SimMode::Flood,
+            Some(1000),
+            &CancellationToken::new(),
+            |_| {
+                offers += 1;
+                // Refuse every third offer, like a full producer queue.
+                if offers % 3 == 0 {
+                    Err(Backpressure)
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .await;
         assert_eq!(n, 1000);
         assert_eq!(offers, 1499, "every refused call is offered again");
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

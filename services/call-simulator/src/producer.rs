@@ -63,7 +63,9 @@ pub struct CallProducer {
 
 impl std::fmt::Debug for CallProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallProducer").field("topic", &self.topic).finish_non_exhaustive()
+        f.debug_struct("CallProducer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,12 +81,29 @@ impl CallProducer {
     ) -> Result<(Self, Arc<AtomicU64>), KafkaError> {
         let config = fleet::kafka::with_defaults(
             base,
-            &[("enable.idempotence", "true"), ("compression.type", "lz4"), ("linger.ms", "5")],
+            &[
+                ("enable.idempotence", "true"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+            ],
         );
         let delivered = Arc::new(AtomicU64::new(0));
-        let context = DeliveryContext { watch, metrics: metrics.clone(), delivered: delivered.clone() };
+        let context = DeliveryContext {
+            watch,
+            metrics: metrics.clone(),
+            delivered: delivered.clone(),
+        };
         let producer = config.create_with_context(context)?;
-        Ok((Self { producer, topic, metrics, propagate_trace, buf: Vec::with_capacity(256) }, delivered))
+        Ok((
+            Self {
+                producer,
+                topic,
+                metrics,
+                propagate_trace,
+                buf: Vec::with_capacity(256),
+            },
+            delivered,
+        ))
     }
 
     /// Enqueues one call; `Backpressure` when the local queue is full.
@@ -97,7 +116,9 @@ impl CallProducer {
             self.metrics.delivery_errors.inc();
             return Ok(());
         }
-        let mut record = BaseRecord::to(&self.topic).key(event.caller.as_bytes()).payload(&self.buf);
+        let mut record = BaseRecord::to(&self.topic)
+            .key(event.caller.as_bytes())
+            .payload(&self.buf);
         if self.propagate_trace {
             let span = tracing::info_span!("produce_call", call_id = %event.call_id);
             if let Some(traceparent) = fleet::telemetry::traceparent(&span) {

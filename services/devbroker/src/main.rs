@@ -28,8 +28,12 @@ struct Args {
     partitions: i32,
 
     /// Topics created at start (comma separated).
-    #[arg(long, env = "DEVBROKER_TOPICS", value_delimiter = ',',
-          default_value = "calls,host-metrics,web-probes,fleet-dlq")]
+    #[arg(
+        long,
+        env = "DEVBROKER_TOPICS",
+        value_delimiter = ',',
+        default_value = "calls,host-metrics,web-probes,fleet-dlq"
+    )]
     topics: Vec<String>,
 
     /// Also write the bootstrap address to this file (for scripts).

@@ -2,7 +2,10 @@ use std::borrow::Cow;
 
 use super::*;
 
-const RULES: Rules = Rules { window_secs: 60, long_call_threshold_ms: 60_000 };
+const RULES: Rules = Rules {
+    window_secs: 60,
+    long_call_threshold_ms: 60_000,
+};
 
 fn call(start_ms: i64, duration_ms: i64) -> Call<'static> {
     Call {
@@ -20,7 +23,10 @@ fn windows_are_tumbling_and_floor_negative_times() {
     assert_eq!(RULES.window_of(59_999), 0);
     assert_eq!(RULES.window_of(60_000), 60);
     assert_eq!(RULES.window_of(-1), -60);
-    let five = Rules { window_secs: 300, ..RULES };
+    let five = Rules {
+        window_secs: 300,
+        ..RULES
+    };
     assert_eq!(five.window_of(1_700_000_123_456), 1_700_000_100);
 }
 
@@ -30,10 +36,31 @@ fn calls_add_into_their_own_window_including_late_ones() {
     batch.record_call(&RULES, &call(120_500, 10_000), 0, 0);
     batch.record_call(&RULES, &call(150_000, 70_000), 0, 1);
     batch.record_call(&RULES, &call(5_000, 1_000), 0, 2); // late: an earlier window
-    assert_eq!(batch.sorted_windows(), vec![
-        (0, WindowDelta { calls: 1, duration_sum_ms: 1_000, duration_min_ms: 1_000, duration_max_ms: 1_000, long_calls: 0 }),
-        (120, WindowDelta { calls: 2, duration_sum_ms: 80_000, duration_min_ms: 10_000, duration_max_ms: 70_000, long_calls: 1 }),
-    ]);
+    assert_eq!(
+        batch.sorted_windows(),
+        vec![
+            (
+                0,
+                WindowDelta {
+                    calls: 1,
+                    duration_sum_ms: 1_000,
+                    duration_min_ms: 1_000,
+                    duration_max_ms: 1_000,
+                    long_calls: 0
+                }
+            ),
+            (
+                120,
+                WindowDelta {
+                    calls: 2,
+                    duration_sum_ms: 80_000,
+                    duration_min_ms: 10_000,
+                    duration_max_ms: 70_000,
+                    long_calls: 1
+                }
+            ),
+        ]
+    );
     assert_eq!((batch.calls, batch.duration_ms), (3, 81_000));
 }
 
@@ -43,7 +70,10 @@ fn long_means_strictly_longer_than_the_threshold() {
     batch.record_call(&RULES, &call(0, 60_000), 3, 10);
     batch.record_call(&RULES, &call(0, 60_001), 3, 11);
     assert_eq!(batch.long_calls.len(), 1);
-    assert_eq!((batch.long_calls[0].partition, batch.long_calls[0].offset), (3, 11));
+    assert_eq!(
+        (batch.long_calls[0].partition, batch.long_calls[0].offset),
+        (3, 11)
+    );
 }
 
 #[test]
@@ -58,7 +88,16 @@ fn merging_deltas_is_order_independent() {
     right.merge(&a);
     right.merge(&b);
     assert_eq!(left, right);
-    assert_eq!(left, WindowDelta { calls: 3, duration_sum_ms: 90_012, duration_min_ms: 5, duration_max_ms: 90_000, long_calls: 1 });
+    assert_eq!(
+        left,
+        WindowDelta {
+            calls: 3,
+            duration_sum_ms: 90_012,
+            duration_min_ms: 5,
+            duration_max_ms: 90_000,
+            long_calls: 1
+        }
+    );
 }
 
 #[test]
@@ -68,10 +107,21 @@ fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
     batch.advance(2, 40, || 40);
     batch.advance(2, 41, || unreachable!("asked only once per partition"));
     batch.advance(5, 0, || -1);
-    assert_eq!(batch.progress, vec![
-        Progress { partition: 2, expected: 40, next: 42 },
-        Progress { partition: 5, expected: -1, next: 1 },
-    ]);
+    assert_eq!(
+        batch.progress,
+        vec![
+            Progress {
+                partition: 2,
+                expected: 40,
+                next: 42
+            },
+            Progress {
+                partition: 5,
+                expected: -1,
+                next: 1
+            },
+        ]
+    );
     assert!(!batch.is_empty());
 }
 
@@ -79,7 +129,13 @@ fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
 fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
     let mut batch = Batch::default();
     let before = batch.approx_bytes();
-    batch.record_dead_letter(DeadLetter { partition: 0, offset: 0, reason: Invalid::NotJson, key: None, payload: Some(vec![0; 1000]) });
+    batch.record_dead_letter(DeadLetter {
+        partition: 0,
+        offset: 0,
+        reason: Invalid::NotJson,
+        key: None,
+        payload: Some(vec![0; 1000]),
+    });
     assert!(batch.approx_bytes() >= before + 1000);
     let mid = batch.approx_bytes();
     batch.record_call(&RULES, &call(0, 100_000), 0, 1);

@@ -49,7 +49,10 @@ fn legacy_format_a_takes_the_caller_from_the_kafka_key() {
     );
     assert_eq!(call.caller, "00413333333");
     assert_eq!(call.callee, "00414444444");
-    assert_eq!((call.start_ms, call.duration_ms), (1_637_000_000_000, 95_000));
+    assert_eq!(
+        (call.start_ms, call.duration_ms),
+        (1_637_000_000_000, 95_000)
+    );
     assert_eq!(call.call_id, None);
 }
 
@@ -60,7 +63,10 @@ fn legacy_format_b_carries_key_and_value() {
         r#"{"key":"00415555555","value":{"called_phone_number":"00416666666","start_call_epoch_time":1637000001,"call_duration":12}}"#,
     );
     assert_eq!(call.caller, "00415555555");
-    assert_eq!((call.start_ms, call.duration_ms), (1_637_000_001_000, 12_000));
+    assert_eq!(
+        (call.start_ms, call.duration_ms),
+        (1_637_000_001_000, 12_000)
+    );
 }
 
 #[test]
@@ -76,22 +82,61 @@ fn legacy_format_c_is_a_json_string_holding_format_a() {
 
 #[test]
 fn every_kind_of_bad_input_gets_its_reason() {
-    let legacy = |d: &str| format!(r#"{{"called_phone_number":"1","start_call_epoch_time":1637000000,"call_duration":{d}}}"#);
+    let legacy = |d: &str| {
+        format!(
+            r#"{{"called_phone_number":"1","start_call_epoch_time":1637000000,"call_duration":{d}}}"#
+        )
+    };
     assert_eq!(decode_call(None, None, MAX).unwrap_err(), Invalid::Empty);
     assert_eq!(err(None, b""), Invalid::Empty);
     assert_eq!(err(None, b"\xff\xfe garbage"), Invalid::NotJson);
     assert_eq!(err(None, b"{\"schema_version\":1,"), Invalid::NotJson);
     assert_eq!(err(None, b"42"), Invalid::WrongType);
-    assert_eq!(err(None, br#"{"schema_version":"one"}"#), Invalid::WrongType);
-    assert_eq!(err(Some("k"), legacy(r#""95""#).as_bytes()), Invalid::WrongType);
-    assert_eq!(err(None, br#"{"schema_version":1,"caller":"1"}"#), Invalid::MissingField);
-    assert_eq!(err(None, legacy("95").as_bytes()), Invalid::MissingField, "no key, no caller");
-    assert_eq!(err(Some("k"), br#"{"call_duration":5}"#), Invalid::MissingField);
-    assert_eq!(err(None, br#"{"schema_version":9}"#), Invalid::UnsupportedVersion);
-    assert_eq!(err(Some("k"), legacy("-1").as_bytes()), Invalid::InvalidDuration);
-    assert_eq!(err(Some("k"), legacy("86401").as_bytes()), Invalid::InvalidDuration);
-    assert_eq!(err(Some("k"), legacy("1e400").as_bytes()), Invalid::NotJson, "serde_json rejects overflow");
-    assert_eq!(err(Some("k"), br#"{"called_phone_number":"1","start_call_epoch_time":-5,"call_duration":1}"#), Invalid::OutOfRange);
+    assert_eq!(
+        err(None, br#"{"schema_version":"one"}"#),
+        Invalid::WrongType
+    );
+    assert_eq!(
+        err(Some("k"), legacy(r#""95""#).as_bytes()),
+        Invalid::WrongType
+    );
+    assert_eq!(
+        err(None, br#"{"schema_version":1,"caller":"1"}"#),
+        Invalid::MissingField
+    );
+    assert_eq!(
+        err(None, legacy("95").as_bytes()),
+        Invalid::MissingField,
+        "no key, no caller"
+    );
+    assert_eq!(
+        err(Some("k"), br#"{"call_duration":5}"#),
+        Invalid::MissingField
+    );
+    assert_eq!(
+        err(None, br#"{"schema_version":9}"#),
+        Invalid::UnsupportedVersion
+    );
+    assert_eq!(
+        err(Some("k"), legacy("-1").as_bytes()),
+        Invalid::InvalidDuration
+    );
+    assert_eq!(
+        err(Some("k"), legacy("86401").as_bytes()),
+        Invalid::InvalidDuration
+    );
+    assert_eq!(
+        err(Some("k"), legacy("1e400").as_bytes()),
+        Invalid::NotJson,
+        "serde_json rejects overflow"
+    );
+    assert_eq!(
+        err(
+            Some("k"),
+            br#"{"called_phone_number":"1","start_call_epoch_time":-5,"call_duration":1}"#
+        ),
+        Invalid::OutOfRange
+    );
     let v1_bad_time = br#"{"schema_version":1,"call_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","caller":"1","callee":"2","start_time":"yesterday","duration_secs":1}"#;
     assert_eq!(err(None, v1_bad_time), Invalid::OutOfRange);
     let big = vec![b' '; MAX + 1];
@@ -111,9 +156,15 @@ fn event_time_bounds_are_inclusive_of_the_limits() {
     let now = 1_000_000_000;
     let lateness = 86_400_000;
     assert!(check_time(now - lateness, now, lateness).is_ok());
-    assert_eq!(check_time(now - lateness - 1, now, lateness), Err(Invalid::OutOfRange));
+    assert_eq!(
+        check_time(now - lateness - 1, now, lateness),
+        Err(Invalid::OutOfRange)
+    );
     assert!(check_time(now + MAX_FUTURE_MS, now, lateness).is_ok());
-    assert_eq!(check_time(now + MAX_FUTURE_MS + 1, now, lateness), Err(Invalid::OutOfRange));
+    assert_eq!(
+        check_time(now + MAX_FUTURE_MS + 1, now, lateness),
+        Err(Invalid::OutOfRange)
+    );
 }
 
 #[test]

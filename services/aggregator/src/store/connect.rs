@@ -44,7 +44,11 @@ fn split_tls_options(url: &str) -> (String, TlsOptions) {
     if options.verify.is_some() {
         kept.push("sslmode=require");
     }
-    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
     (url, options)
 }
 
@@ -69,7 +73,9 @@ pub fn connect_pool(url: &str, size: usize) -> Result<Pool, ConnectError> {
     let manager = Manager::from_config(
         config,
         connector,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Ok(Pool::builder(manager).max_size(size).build()?)
 }
@@ -80,13 +86,24 @@ mod tests {
 
     #[test]
     fn libpq_verification_modes_are_translated() {
-        let (url, o) = split_tls_options("postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x");
+        let (url, o) = split_tls_options(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x",
+        );
         assert_eq!(url, "postgres://u@h/db?application_name=x&sslmode=require");
-        assert_eq!(o, TlsOptions { verify: Some("verify-full"), root_cert: Some("/ca.pem".into()) });
+        assert_eq!(
+            o,
+            TlsOptions {
+                verify: Some("verify-full"),
+                root_cert: Some("/ca.pem".into())
+            }
+        );
         let (url, o) = split_tls_options("postgres://u@h/db?sslmode=require");
         assert_eq!(url, "postgres://u@h/db?sslmode=require");
         assert_eq!(o, TlsOptions::default());
-        assert_eq!(split_tls_options("postgres://u@h/db").0, "postgres://u@h/db");
+        assert_eq!(
+            split_tls_options("postgres://u@h/db").0,
+            "postgres://u@h/db"
+        );
     }
 
     #[test]

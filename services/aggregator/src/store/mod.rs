@@ -96,7 +96,12 @@ const ADD_TOTALS: &str = "UPDATE call_totals SET calls = calls + $1, \
 impl Store {
     /// A store for `group` consuming `topic`, aggregating in windows of `window_secs`.
     pub fn new(pool: Pool, group: String, topic: String, window_secs: i32) -> Self {
-        Self { pool, group, topic, window_secs }
+        Self {
+            pool,
+            group,
+            topic,
+            window_secs,
+        }
     }
 
     /// The stored next offsets of `partitions`; partitions never flushed are absent.
@@ -116,9 +121,16 @@ impl Store {
     pub async fn load_totals(&self) -> Result<Totals, StoreError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one("SELECT calls, duration_ms, long_calls FROM call_totals", &[])
+            .query_one(
+                "SELECT calls, duration_ms, long_calls FROM call_totals",
+                &[],
+            )
             .await?;
-        Ok(Totals { calls: row.get(0), duration_ms: row.get(1), long_calls: row.get(2) })
+        Ok(Totals {
+            calls: row.get(0),
+            duration_ms: row.get(1),
+            long_calls: row.get(2),
+        })
     }
 
     /// Writes `batch` in one transaction (see the module docs).
@@ -133,7 +145,10 @@ impl Store {
         let next: Vec<i64> = batch.progress.iter().map(|p| p.next).collect();
         let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
         let moved = tx
-            .execute(&stmt, &[&self.group, &partitions, &expected, &next, &self.topic])
+            .execute(
+                &stmt,
+                &[&self.group, &partitions, &expected, &next, &self.topic],
+            )
             .await?;
         if moved != partitions.len() as u64 {
             return Err(StoreError::Fenced); // dropping `tx` rolls back
@@ -148,23 +163,32 @@ impl Store {
             let starts: Vec<i64> = windows.iter().map(|(s, _)| *s).collect();
             let stmt = tx.prepare_cached(UPSERT_WINDOWS).await?;
             written.windows = tx
-                .execute(&stmt, &[
-                    &self.window_secs,
-                    &starts,
-                    &column(|w| w.calls),
-                    &column(|w| w.duration_sum_ms),
-                    &column(|w| w.duration_min_ms),
-                    &column(|w| w.duration_max_ms),
-                    &column(|w| w.long_calls),
-                ])
+                .execute(
+                    &stmt,
+                    &[
+                        &self.window_secs,
+                        &starts,
+                        &column(|w| w.calls),
+                        &column(|w| w.duration_sum_ms),
+                        &column(|w| w.duration_min_ms),
+                        &column(|w| w.duration_max_ms),
+                        &column(|w| w.long_calls),
+                    ],
+                )
                 .await?;
         }
 
         if !batch.long_calls.is_empty() {
             let sink = tx.copy_in(COPY_LONG_CALLS).await?;
             let types = [
-                Type::TEXT, Type::INT4, Type::INT8, Type::UUID,
-                Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::INT8,
+                Type::TEXT,
+                Type::INT4,
+                Type::INT8,
+                Type::UUID,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::INT8,
             ];
             let writer = BinaryCopyInWriter::new(sink, &types);
             pin_mut!(writer);
@@ -173,8 +197,14 @@ impl Store {
                 writer
                     .as_mut()
                     .write(&[
-                        &self.topic, &call.partition, &call.offset, &call.call_id,
-                        &call.caller, &call.callee, &start, &call.duration_ms,
+                        &self.topic,
+                        &call.partition,
+                        &call.offset,
+                        &call.call_id,
+                        &call.caller,
+                        &call.callee,
+                        &start,
+                        &call.duration_ms,
                     ])
                     .await?;
             }
@@ -187,7 +217,11 @@ impl Store {
             .query_one(&stmt, &[&(batch.calls as i64), &batch.duration_ms, &long])
             .await?;
         tx.commit().await?;
-        let totals = Totals { calls: row.get(0), duration_ms: row.get(1), long_calls: row.get(2) };
+        let totals = Totals {
+            calls: row.get(0),
+            duration_ms: row.get(1),
+            long_calls: row.get(2),
+        };
         Ok((totals, written))
     }
 

@@ -44,10 +44,16 @@ fn arrivals_per_second_follow_the_poisson_distribution() {
         .sum();
     let df = (observed.len() - 1) as f64;
     let critical = ChiSquared::new(df).unwrap().inverse_cdf(0.999);
-    assert!(chi2 < critical, "chi2 = {chi2:.2} >= {critical:.2} (df {df})");
+    assert!(
+        chi2 < critical,
+        "chi2 = {chi2:.2} >= {critical:.2} (df {df})"
+    );
 
     let mean_gap = offsets[N - 1] / N as f64;
-    assert!((mean_gap * lambda - 1.0).abs() < 0.02, "mean gap {mean_gap}");
+    assert!(
+        (mean_gap * lambda - 1.0).abs() < 0.02,
+        "mean gap {mean_gap}"
+    );
 }
 
 #[test]
@@ -71,10 +77,15 @@ fn durations_follow_the_exponential_distribution() {
 
     // What is published is rounded to milliseconds and never zero; its mean is still right.
     let mut generator = CallGenerator::new(10.0, mean, 8, origin());
-    let published: Vec<f64> = (0..N).map(|_| generator.next_call().event.duration_secs).collect();
+    let published: Vec<f64> = (0..N)
+        .map(|_| generator.next_call().event.duration_secs)
+        .collect();
     assert!(published.iter().all(|&d| d >= 0.001));
     let published_mean = published.iter().sum::<f64>() / n;
-    assert!((published_mean / mean - 1.0).abs() < 0.02, "mean {published_mean}");
+    assert!(
+        (published_mean / mean - 1.0).abs() < 0.02,
+        "mean {published_mean}"
+    );
 }
 
 #[test]

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The test command: on a fresh Debian machine, installs what the suite needs, makes sure a
+# PostgreSQL server is up, then runs formatting, lint and every test. Fails on any failure.
+#
+#   scripts/test.sh            # everything
+#   TEST_DATABASE_URL=postgres://user@host:5432/postgres scripts/test.sh   # another server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- packages -------------------------------------------------------------------------------
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v curl >/dev/null || need+=(curl)
+if [ -z "${TEST_DATABASE_URL:-}" ] && ! command -v pg_ctlcluster >/dev/null; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  log "starting the local PostgreSQL cluster"
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    as_root pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -1)" main
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  # The tests connect over TCP as postgres without a password.
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+  for _ in $(seq 1 30); do
+    psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 1
+  done
+  psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null
+fi
+log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
+
+# --- checks and tests -----------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo nextest run"
+cargo nextest run --workspace --locked --no-fail-fast
+log "doc tests"
+cargo test --workspace --locked --doc
+# Test databases are named agg_test_*; drop the ones this run left behind.
+psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
+  | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
+log "all green"

@@ -1,0 +1,164 @@
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_stored_once_in_windows_long_calls_totals_and_metrics() {
+    let names = Names::new();
+    let cluster = broker(&names, 6);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+
+    let expected = produce_calls(&bootstrap, &names.calls, 5_000, 1);
+    db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
+        .await;
+    assert_stored_exactly(&db, expected).await;
+
+    app.wait_metric("aggregator_calls_total", 5_000.0, Duration::from_secs(5))
+        .await;
+    assert_eq!(app.metric("aggregator_stored_calls").await, 5_000.0);
+    let seconds = app.metric("aggregator_call_duration_seconds_total").await;
+    assert!(
+        (seconds - expected.duration_ms as f64 / 1000.0).abs() < 1e-6,
+        "{seconds}"
+    );
+    assert_eq!(
+        app.metric("aggregator_long_calls_total").await,
+        expected.long_calls as f64
+    );
+    assert_eq!(app.metric("health_status").await, 1.0);
+    assert_eq!(app.get("/readyz").await.0, 200);
+    app.stop().await;
+}
+
+/// A child aggregator, SIGKILLed when dropped (also when the test fails).
+struct ChildAggregator(Child);
+
+impl ChildAggregator {
+    fn kill(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildAggregator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(args: &[String]) -> ChildAggregator {
+    let child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(&args[1..])
+        // The mock cluster ignores static membership: a short session timeout bounds the
+        // pause after a kill instead. It must exceed the mock's initial rebalance delay
+        // (3 s), or a lone new member times out while its own JoinGroup waits.
+        .env("KAFKA_SESSION_TIMEOUT_MS", "4000")
+        .env(
+            "RUST_LOG",
+            std::env::var("CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    ChildAggregator(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
+    const ROUNDS: usize = 5;
+    const PER_ROUND: usize = 10_000;
+    let names = Names::new();
+    let cluster = broker(&names, 6);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let args = args(&bootstrap, &db.url, &names);
+    let mut expected = Expected::default();
+    let mut rng = rand::rng();
+
+    for round in 0..ROUNDS {
+        // Feed part of the known stream, then kill the aggregator while it consumes it.
+        let e = produce_calls(&bootstrap, &names.calls, PER_ROUND, 100 + round as u64);
+        expected.calls += e.calls;
+        expected.duration_ms += e.duration_ms;
+        expected.long_calls += e.long_calls;
+        let before = db.stored_offsets(&names.group).await;
+        let mut child = spawn_child(&args);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while db.stored_offsets(&names.group).await == before {
+            assert!(Instant::now() < deadline, "round {round}: no progress");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        child.kill();
+        let after = db.stored_offsets(&names.group).await;
+        eprintln!(
+            "round {round}: killed with {after} of {} messages flushed",
+            expected.calls
+        );
+    }
+    let stored = db.stored_offsets(&names.group).await;
+    assert!(
+        stored < expected.calls,
+        "the last kill must land before the end ({stored})"
+    );
+
+    let mut child = spawn_child(&args);
+    db.wait_for_offsets(&names.group, expected.calls, Duration::from_secs(120))
+        .await;
+    child.kill();
+    assert_stored_exactly(&db, expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact() {
+    let names = Names::new();
+    let cluster = broker(&names, 6);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let a = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    // Wait until the group has settled with both members.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pa, pb) = (
+            a.metric("aggregator_assigned_partitions").await,
+            b.metric("aggregator_assigned_partitions").await,
+        );
+        if pa > 0.0 && pb > 0.0 && pa + pb == 6.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group did not settle: {pa} + {pb}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let expected = produce_calls(&bootstrap, &names.calls, 20_000, 2);
+    db.wait_for_offsets(&names.group, 20_000, Duration::from_secs(60))
+        .await;
+    assert_stored_exactly(&db, expected).await;
+    // Each call was counted by exactly one of them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (ca, cb) = (
+            a.metric("aggregator_calls_total").await,
+            b.metric("aggregator_calls_total").await,
+        );
+        if ca + cb == 20_000.0 {
+            assert!(ca > 0.0 && cb > 0.0, "both consumed: {ca} / {cb}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ca} + {cb} != 20000");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,315 @@
+//! `spawn_app()` and friends: a fresh database, broker, topics and group per test.
+
+use std::time::{Duration, Instant};
+
+use aggregator::Application;
+use aggregator::config::Config;
+use call_simulator::generator::CallGenerator;
+use clap::Parser as _;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The server tests connect to; `DATABASE_URL` (any database on it) overrides.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn url_for(db: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_string();
+    format!("{base}/{db}")
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    pub client: tokio_postgres::Client,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("agg_test_{}", uuid::Uuid::new_v4().simple());
+        let (admin, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL server (scripts/test.sh starts one)");
+        tokio::spawn(conn);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = url_for(&name);
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Self { url, client }
+    }
+
+    /// `(sum of calls, sum of durations in ms, long calls)` over `call_stats_1m`.
+    pub async fn window_totals(&self) -> (i64, i64, i64) {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(sum(calls),0)::bigint, coalesce(sum(duration_sum_ms),0)::bigint, \
+                 coalesce(sum(long_calls),0)::bigint FROM call_stats_1m",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    }
+
+    pub async fn long_call_rows(&self) -> i64 {
+        self.client
+            .query_one("SELECT count(*) FROM long_calls", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Sum of stored next offsets = messages covered by committed flushes.
+    pub async fn stored_offsets(&self, group: &str) -> i64 {
+        let q =
+            "SELECT coalesce(sum(next_offset),0)::bigint FROM consumer_offsets WHERE group_id = $1";
+        match self.client.query_one(q, &[&group]).await {
+            Ok(row) => row.get(0),
+            Err(_) => 0, // table not migrated yet
+        }
+    }
+
+    /// Waits (bounded) until committed flushes cover `messages` messages.
+    pub async fn wait_for_offsets(&self, group: &str, messages: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let stored = self.stored_offsets(group).await;
+            if stored >= messages {
+                assert_eq!(stored, messages, "more offsets stored than messages exist");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {stored} of {messages} messages flushed in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Names unique to one test.
+pub struct Names {
+    pub calls: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            calls: format!("calls-{id}"),
+            dlq: format!("dlq-{id}"),
+            group: format!("agg-{id}"),
+        }
+    }
+}
+
+/// A mock cluster with the test's topics.
+pub fn broker(names: &Names, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(&names.calls, partitions, 1).unwrap();
+    cluster.create_topic(&names.dlq, 1, 1).unwrap();
+    cluster
+}
+
+/// Aggregator arguments for the test's broker, database and names.
+pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
+    [
+        "aggregator",
+        "--kafka-bootstrap-servers",
+        bootstrap,
+        "--database-url",
+        db_url,
+        "--calls-topic",
+        &names.calls,
+        "--dlq-topic",
+        &names.dlq,
+        "--consumer-group",
+        &names.group,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--agg-flush-interval-ms",
+        "100",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// An aggregator running in this process.
+pub struct TestApp {
+    pub port: u16,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(args: Vec<String>) -> Self {
+        let config = Config::try_parse_from(args).unwrap();
+        let app = Application::build(config).await.unwrap();
+        let port = app.port();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone(), false));
+        Self {
+            port,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Samples of `name` (with labels) from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        metric_value(&body, name).unwrap_or(0.0)
+    }
+
+    /// Waits (bounded) for `name` to reach `value`.
+    pub async fn wait_metric(&self, name: &str, value: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let current = self.metric(name).await;
+            if (current - value).abs() < 1e-9 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} = {current}, expected {value} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("stops within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The value of the sample whose name-with-labels is exactly `name`.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.rsplit_once(' ')
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.parse().unwrap())
+    })
+}
+
+/// What a produced stream adds up to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub calls: i64,
+    pub duration_ms: i64,
+    pub long_calls: i64,
+}
+
+/// Produces `n` simulated calls (seeded) keyed by caller and waits for delivery.
+pub fn produce_calls(bootstrap: &str, topic: &str, n: usize, seed: u64) -> Expected {
+    // The stream spans n/rate seconds ending about now, inside the accepted lateness.
+    let rate = 1000.0;
+    let origin = chrono::Utc::now() - chrono::TimeDelta::seconds((n as f64 / rate) as i64 + 1);
+    let mut generator = CallGenerator::new(rate, 120.0, seed, origin);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut expected = Expected::default();
+    for _ in 0..n {
+        let call = generator.next_call().event;
+        let payload = serde_json::to_vec(&call).unwrap();
+        let record = BaseRecord::to(topic)
+            .key(call.caller.as_bytes())
+            .payload(&payload);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        let ms = (call.duration_secs * 1000.0).round() as i64;
+        expected.calls += 1;
+        expected.duration_ms += ms;
+        expected.long_calls += i64::from(ms > 60_000);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    expected
+}
+
+/// Produces raw messages `(key, payload)` and waits for delivery.
+pub fn produce_raw(bootstrap: &str, topic: &str, messages: &[(Option<&[u8]>, Option<&[u8]>)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for (key, payload) in messages {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = key {
+            record = record.key(*k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(*p);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Checks the database against what was produced, exactly.
+pub async fn assert_stored_exactly(db: &TestDb, expected: Expected) {
+    let (calls, duration_ms, long_calls) = db.window_totals().await;
+    assert_eq!(
+        Expected {
+            calls,
+            duration_ms,
+            long_calls
+        },
+        expected,
+        "call_stats_1m totals"
+    );
+    assert_eq!(
+        db.long_call_rows().await,
+        expected.long_calls,
+        "long_calls rows"
+    );
+    let totals = db
+        .client
+        .query_one(
+            "SELECT calls, duration_ms, long_calls FROM call_totals",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (c, d, l): (i64, i64, i64) = (totals.get(0), totals.get(1), totals.get(2));
+    assert_eq!(
+        Expected {
+            calls: c,
+            duration_ms: d,
+            long_calls: l
+        },
+        expected,
+        "call_totals"
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the aggregator against a real PostgreSQL server and a real
+//! Kafka-protocol broker (librdkafka's mock cluster, one per test). Every test gets its own
+//! database, topics and consumer group.
+
+mod bad_input;
+mod exactly_once;
+mod helpers;
+mod outages;

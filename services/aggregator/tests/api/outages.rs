@@ -1,0 +1,150 @@
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::*;
+
+/// A TCP proxy to PostgreSQL that the test can cut (closing every connection) and restore.
+struct PgProxy {
+    addr: SocketAddr,
+    cut: CancellationToken,
+}
+
+impl PgProxy {
+    async fn start(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.cancel();
+    }
+}
+
+async fn wait_until(app: &TestApp, what: &str, within: Duration, check: impl Fn(f64, u16) -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        let health = app.metric("health_status").await;
+        let ready = app.get("/readyz").await.0;
+        if check(health, ready) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: health_status {health}, /readyz {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_drops_health_and_loses_nothing_after_recovery() {
+    let names = Names::new();
+    let cluster = broker(&names, 3);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
+    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        proxied_url, db.url,
+        "TEST_DATABASE_URL must use 127.0.0.1:5432"
+    );
+    let app = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
+
+    let first = produce_calls(&bootstrap, &names.calls, 2_000, 3);
+    db.wait_for_offsets(&names.group, 2_000, Duration::from_secs(60))
+        .await;
+    wait_until(&app, "healthy", Duration::from_secs(10), |h, r| {
+        h == 1.0 && r == 200
+    })
+    .await;
+
+    // Outage: the aggregator keeps consuming into memory, health drops, /readyz says why.
+    proxy.cut();
+    let second = produce_calls(&bootstrap, &names.calls, 3_000, 4);
+    wait_until(&app, "unhealthy", Duration::from_secs(20), |h, r| {
+        h == 0.0 && r == 503
+    })
+    .await;
+    assert!(
+        app.metric(r#"aggregator_flush_errors_total{kind="postgres"}"#)
+            .await
+            >= 1.0
+    );
+    assert_eq!(
+        db.stored_offsets(&names.group).await,
+        2_000,
+        "nothing committed during the outage"
+    );
+
+    // Recovery on the same address: everything lands, once.
+    let _restored = PgProxy::start(proxy.addr).await;
+    db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
+        .await;
+    wait_until(&app, "healthy again", Duration::from_secs(20), |h, r| {
+        h == 1.0 && r == 200
+    })
+    .await;
+    let both = Expected {
+        calls: first.calls + second.calls,
+        duration_ms: first.duration_ms + second.duration_ms,
+        long_calls: first.long_calls + second.long_calls,
+    };
+    assert_stored_exactly(&db, both).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_outage_makes_readyz_503_until_the_broker_returns() {
+    let names = Names::new();
+    let cluster = broker(&names, 1);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    wait_until(&app, "ready", Duration::from_secs(30), |h, r| {
+        h == 1.0 && r == 200
+    })
+    .await;
+
+    cluster.broker_down(1).unwrap();
+    wait_until(&app, "broker down", Duration::from_secs(30), |h, r| {
+        h == 0.0 && r == 503
+    })
+    .await;
+    let (_, body) = app.get("/readyz").await;
+    assert!(body.contains("kafka"), "{body}");
+
+    cluster.broker_up(1).unwrap();
+    wait_until(&app, "broker back", Duration::from_secs(30), |h, r| {
+        h == 1.0 && r == 200
+    })
+    .await;
+    let expected = produce_calls(&bootstrap, &names.calls, 500, 5);
+    db.wait_for_offsets(&names.group, 500, Duration::from_secs(60))
+        .await;
+    assert_stored_exactly(&db, expected).await;
+    app.stop().await;
+}
