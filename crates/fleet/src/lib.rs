@@ -1,12 +1,12 @@
 //! Shared plumbing of the Fleetpulse services. Only what two or more services use lives here.
 //!
-//! - [`config`]: settings every service shares (Kafka bootstrap, metrics address, log format).
-//! - [`events`]: the wire types producers publish and the aggregator decodes.
-//! - [`health`]: the `health_status` gauge, readiness components and the stall detector.
-//! - [`http`]: the `/metrics`, `/livez`, `/readyz` router and its server.
-//! - [`kafka`]: client configuration (with `KAFKA_*` passthrough) and "ensure topics".
-//! - [`shutdown`]: SIGINT/SIGTERM into a cancellation token.
-//! - [`telemetry`]: `tracing` logs, optional OTLP export, W3C trace context in Kafka headers.
+//! - [`config`] — settings every service shares (Kafka bootstrap, metrics address, log format).
+//! - [`events`] — the wire types producers publish and the aggregator decodes.
+//! - [`health`] — the `health_status` gauge, readiness components and the stall detector.
+//! - [`http`] — the `/metrics`, `/livez`, `/readyz` router and its server.
+//! - [`kafka`] — client configuration (with `KAFKA_*` passthrough) and "ensure topics".
+//! - [`shutdown`] — SIGINT/SIGTERM into a cancellation token.
+//! - [`telemetry`] — `tracing` logs, optional OTLP export, W3C trace context in Kafka headers.
 
 pub mod config;
 pub mod events;

@@ -33,10 +33,8 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("trace exporter shutdown: {err}");
-            }
+        if let Some(Err(err)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("trace exporter shutdown: {err}");
         }
     }
 }

@@ -237,10 +237,10 @@ impl AggregatorContext {
             }
         }
         // Best effort, for lag tools only: PostgreSQL holds the offsets we resume from.
-        if commit.count() > 0 {
-            if let Err(err) = consumer.commit(&commit, CommitMode::Async) {
-                tracing::debug!(%err, "Kafka offset commit failed (informational only)");
-            }
+        if commit.count() > 0
+            && let Err(err) = consumer.commit(&commit, CommitMode::Async)
+        {
+            tracing::debug!(%err, "Kafka offset commit failed (informational only)");
         }
         Ok(flushed)
     }

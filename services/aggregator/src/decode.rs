@@ -169,7 +169,7 @@ fn from_raw<'a>(raw: Raw<'a>, key: Option<Cow<'a, str>>) -> Result<Call<'a>, Inv
 
 fn from_legacy<'a>(raw: Raw<'a>, caller: Option<Cow<'a, str>>) -> Result<Call<'a>, Invalid> {
     let epoch = raw.start_call_epoch_time.ok_or(Invalid::MissingField)?;
-    if !epoch.is_finite() || epoch < 0.0 || epoch > 1e11 {
+    if !(0.0..=1e11).contains(&epoch) {
         return Err(Invalid::OutOfRange);
     }
     Ok(Call {

@@ -1,13 +1,13 @@
 //! `aggregator`: consumes the call stream, aggregates it in tumbling event-time windows and
 //! persists it to PostgreSQL with an exactly-once effect (see [`store`] for the guarantee).
 //!
-//! - [`config`]: settings.
-//! - [`decode`]: pure decoding of the current and legacy call formats, with reasons.
-//! - [`batch`]: pure aggregation of a flush interval's worth of events.
-//! - [`consumer`]: the consume loop, rebalances and offsets.
-//! - [`flush`]: one flush job: dead letters, then the transaction, with retries.
-//! - [`store`]: PostgreSQL: pool, migrations, the fenced flush transaction.
-//! - [`metrics`]: the `aggregator_*` metrics.
+//! - [`config`] — settings.
+//! - [`decode`] — pure decoding of the current and legacy call formats, with reasons.
+//! - [`batch`] — pure aggregation of a flush interval's worth of events.
+//! - [`consumer`] — the consume loop, rebalances and offsets.
+//! - [`flush`] — one flush job: dead letters, then the transaction, with retries.
+//! - [`store`] — PostgreSQL: pool, migrations, the fenced flush transaction.
+//! - [`metrics`] — the `aggregator_*` metrics.
 
 pub mod batch;
 pub mod config;

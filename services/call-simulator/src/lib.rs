@@ -1,10 +1,10 @@
 //! `call-simulator`: a Poisson stream of phone calls with exponential durations, to Kafka.
 //!
-//! - [`config`]: settings.
-//! - [`generator`]: the pure, seeded call stream (tested statistically).
-//! - [`pacing`]: realtime or flood scheduling on the Tokio clock.
-//! - [`producer`]: the Kafka edge and its delivery reports.
-//! - [`metrics`]: the `call_simulator_*` metrics.
+//! - [`config`] — settings.
+//! - [`generator`] — the pure, seeded call stream (tested statistically).
+//! - [`pacing`] — realtime or flood scheduling on the Tokio clock.
+//! - [`producer`] — the Kafka edge and its delivery reports.
+//! - [`metrics`] — the `call_simulator_*` metrics.
 
 pub mod config;
 pub mod generator;

@@ -49,7 +49,7 @@ pub async fn run_stream(
         accepted += 1;
         // In flood mode nothing above awaits; yield so the metrics server and signal
         // handlers on this runtime keep running.
-        if accepted % 1024 == 0 {
+        if accepted.is_multiple_of(1024) {
             tokio::task::yield_now().await;
         }
     }

@@ -2,6 +2,8 @@
 //! Kafka-protocol broker (librdkafka's mock cluster, one per test). Every test gets its own
 //! database, topics and consumer group.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 mod bad_input;
 mod exactly_once;
 mod helpers;
