@@ -1,0 +1,59 @@
+//! Decode + aggregate throughput on one core, in events per second: the consume loop's CPU
+//! work per message without the broker. Run with `cargo bench -p aggregator`.
+//! Prints the current schema and legacy format (a) side by side.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aggregator::batch::{Batch, Rules};
+use aggregator::decode::{check_time, decode_call};
+use call_simulator::generator::CallGenerator;
+
+const N: usize = 1_000_000;
+
+fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
+    let rules = Rules { window_secs: 60, long_call_threshold_ms: 60_000 };
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let mut batch = Batch::default();
+        let started = Instant::now();
+        for (offset, (key, payload)) in messages.iter().enumerate() {
+            let offset = offset as i64;
+            batch.advance(0, offset, || -1);
+            if let Ok(call) = decode_call(Some(key), Some(payload), 65_536)
+                .and_then(|c| check_time(c.start_ms, now_ms, 86_400_000).map(|()| c))
+            {
+                batch.record_call(&rules, &call, 0, offset);
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+        assert_eq!(black_box(&batch).calls as usize, messages.len());
+    }
+    println!("{label:<28} {:>12.0} events/s per core  ({N} events, best of 3)", N as f64 / best);
+}
+
+fn main() {
+    let now = chrono::Utc::now();
+    let origin = now - chrono::TimeDelta::seconds(1_000);
+    let mut generator = CallGenerator::new(1_000.0, 120.0, 1, origin);
+    let calls: Vec<_> = (0..N).map(|_| generator.next_call().event).collect();
+    let current: Vec<_> = calls
+        .iter()
+        .map(|c| (c.caller.clone().into_bytes(), serde_json::to_vec(c).unwrap()))
+        .collect();
+    let legacy: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            let payload = format!(
+                r#"{{"called_phone_number":"{}","start_call_epoch_time":{},"call_duration":{}}}"#,
+                c.callee,
+                c.start_time.timestamp(),
+                c.duration_secs.round()
+            );
+            (c.caller.clone().into_bytes(), payload.into_bytes())
+        })
+        .collect();
+    let now_ms = now.timestamp_millis();
+    run("decode+aggregate v1", &current, now_ms);
+    run("decode+aggregate legacy (a)", &legacy, now_ms);
+}
