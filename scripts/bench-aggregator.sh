@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v kcat >/dev/null || { echo "installing kcat"; apt-get install -y -qq kcat >/dev/null; }
+command -v kcat >/dev/null || { echo "installing kcat"; apt-get update -qq && apt-get install -y -qq kcat >/dev/null; }
 cargo build --release --locked -q -p devbroker -p call-simulator -p aggregator
 BIN=target/release
 
