@@ -12,7 +12,10 @@ use call_simulator::generator::CallGenerator;
 const N: usize = 1_000_000;
 
 fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
-    let rules = Rules { window_secs: 60, long_call_threshold_ms: 60_000 };
+    let rules = Rules {
+        window_secs: 60,
+        long_call_threshold_ms: 60_000,
+    };
     let mut best = f64::MAX;
     for _ in 0..3 {
         let mut batch = Batch::default();
@@ -29,7 +32,10 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
         best = best.min(started.elapsed().as_secs_f64());
         assert_eq!(black_box(&batch).calls as usize, messages.len());
     }
-    println!("{label:<28} {:>12.0} events/s per core  ({N} events, best of 3)", N as f64 / best);
+    println!(
+        "{label:<28} {:>12.0} events/s per core  ({N} events, best of 3)",
+        N as f64 / best
+    );
 }
 
 fn main() {
@@ -39,7 +45,12 @@ fn main() {
     let calls: Vec<_> = (0..N).map(|_| generator.next_call().event).collect();
     let current: Vec<_> = calls
         .iter()
-        .map(|c| (c.caller.clone().into_bytes(), serde_json::to_vec(c).unwrap()))
+        .map(|c| {
+            (
+                c.caller.clone().into_bytes(),
+                serde_json::to_vec(c).expect("serializable"),
+            )
+        })
         .collect();
     let legacy: Vec<_> = calls
         .iter()

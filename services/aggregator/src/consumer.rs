@@ -120,11 +120,7 @@ impl AggregatorContext {
         let stored = self.stored_offsets(&partitions).unwrap_or_default();
         let mut seeded = TopicPartitionList::new();
         for (partition, next) in &stored {
-            let offset = if *next >= 0 {
-                Offset::Offset(*next)
-            } else {
-                Offset::Beginning
-            };
+            let offset = resume_at(*next);
             if let Err(err) = seeded.add_partition_offset(&self.topic, *partition, offset) {
                 tracing::error!(%err, partition, "cannot build assignment");
             }
@@ -181,11 +177,7 @@ impl AggregatorContext {
         // Partitions we keep (cooperative protocol) must also drop their unflushed data:
         // rewind them to what is stored.
         for (partition, next) in assigned.iter() {
-            let offset = if *next >= 0 {
-                Offset::Offset(*next)
-            } else {
-                Offset::Beginning
-            };
+            let offset = resume_at(*next);
             if let Err(err) = consumer.seek(&self.topic, *partition, offset, Duration::from_secs(5))
             {
                 tracing::warn!(%err, partition, "rewind failed");
@@ -282,6 +274,15 @@ impl ConsumerContext for AggregatorContext {
                 self.on_revoke(consumer, tpl);
             }
         }
+    }
+}
+
+/// Where to resume a partition whose stored next offset is `next` (-1: nothing stored yet).
+fn resume_at(next: i64) -> Offset {
+    if next >= 0 {
+        Offset::Offset(next)
+    } else {
+        Offset::Beginning
     }
 }
 
@@ -551,11 +552,7 @@ impl ConsumeLoop {
             return;
         };
         for (partition, next) in &stored {
-            let offset = if *next >= 0 {
-                Offset::Offset(*next)
-            } else {
-                Offset::Beginning
-            };
+            let offset = resume_at(*next);
             if let Err(err) = self.consumer.seek(
                 &self.context().topic,
                 *partition,
