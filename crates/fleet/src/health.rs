@@ -94,11 +94,6 @@ impl Health {
         self.status.set(i64::from(checks.iter().all(|c| c.ok)));
     }
 
-    /// True while every check passes.
-    pub fn is_healthy(&self) -> bool {
-        self.lock().iter().all(|c| c.ok)
-    }
-
     /// `Ok` when every readiness check passes, else the failing checks as text.
     pub fn readiness(&self) -> Result<(), String> {
         let failing: Vec<String> = self

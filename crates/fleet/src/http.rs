@@ -1,8 +1,6 @@
 //! The HTTP face of every service: `GET /metrics` (Prometheus text format), `GET /livez`
 //! (the process answers) and `GET /readyz` (503 until the service can do its job).
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -50,11 +48,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             format!("not ready\n{failing}\n"),
         ),
     }
-}
-
-/// Binds `addr`, returning the listener so callers (and tests, with port 0) learn the port.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Serves `router` until `shutdown` is cancelled.
