@@ -163,6 +163,11 @@ impl Batch {
         self.progress.is_empty()
     }
 
+    /// Kafka messages the batch covers (valid or not).
+    pub fn messages(&self) -> u64 {
+        self.calls + self.dead_letters.len() as u64
+    }
+
     /// Approximate heap held by the batch, for the memory budget.
     pub fn approx_bytes(&self) -> usize {
         self.approx_bytes + self.windows.len() * 64

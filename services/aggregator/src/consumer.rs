@@ -36,6 +36,11 @@ use crate::store::Store;
 
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
+/// A batch this large is flushed as soon as no flush is in flight, without waiting for the
+/// flush interval: under load flushes run back to back, each taking what arrived during the
+/// previous one, so PostgreSQL never idles while a backlog waits. The interval only bounds the
+/// latency of light traffic.
+const EAGER_FLUSH_MESSAGES: u64 = 10_000;
 /// How long a revocation waits for the in-flight flush to settle.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// Name of the health check that fails when flushes stall.
@@ -450,7 +455,8 @@ impl ConsumeLoop {
         } else {
             self.stall.pending(now);
         }
-        let due = now.duration_since(self.last_flush) >= self.settings.flush_interval;
+        let due = now.duration_since(self.last_flush) >= self.settings.flush_interval
+            || self.batch.messages() >= EAGER_FLUSH_MESSAGES;
         if !self.batch.is_empty() && !in_flight && (due || over_budget) {
             self.start_flush();
             self.last_flush = now;

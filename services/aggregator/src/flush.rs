@@ -76,10 +76,18 @@ impl Flusher {
                 match self.store.flush(batch).await {
                     Ok((totals, written)) => {
                         self.health.pass(POSTGRES_CHECK);
+                        let took = started.elapsed();
+                        tracing::debug!(
+                            messages = batch.messages(),
+                            long_calls = written.long_calls,
+                            windows = written.windows,
+                            took_ms = took.as_millis(),
+                            "flushed"
+                        );
                         return Ok(Flushed {
                             totals,
                             written,
-                            took: started.elapsed(),
+                            took,
                         });
                     }
                     Err(StoreError::Fenced) => {

@@ -6,12 +6,17 @@
 //!   beyond that; give a big backfill enough partitions;
 //! - everything lives in memory and is gone when the process stops;
 //! - static group membership (`group.instance.id`) is ignored.
+//!
+//! Unlike a production broker it starts consumer groups at once: the mock's default
+//! `group.initial.rebalance.delay.ms` of 3 s (which real Kafka uses to gather a group's members)
+//! only delays every first join in development and tests.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer as _};
 
 /// A development Kafka broker (librdkafka's mock cluster) on a random local port.
 #[derive(Debug, Parser)]
@@ -36,6 +41,12 @@ struct Args {
     )]
     topics: Vec<String>,
 
+    /// The broker setting `group.initial.rebalance.delay.ms`: how long a new consumer group
+    /// waits for more members before its first assignment.
+    #[arg(long, env = "DEVBROKER_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(i32).range(0..=300_000))]
+    group_initial_rebalance_delay_ms: i32,
+
     /// Also write the bootstrap address to this file (for scripts).
     #[arg(long, env = "DEVBROKER_BOOTSTRAP_FILE")]
     bootstrap_file: Option<PathBuf>,
@@ -44,8 +55,17 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Args = fleet::config::parse_or_exit();
-    // The mock cluster is not `Send`: it stays on this thread for the whole run.
-    let cluster = MockCluster::new(args.brokers).context("start mock cluster")?;
+    // The mock cluster lives inside a client handle (`test.mock.num.brokers`) and is not `Send`:
+    // it stays on this thread for the whole run.
+    let host: BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", args.brokers.to_string())
+        .create()
+        .context("start mock cluster")?;
+    let cluster = host
+        .client()
+        .mock_cluster()
+        .context("client has no mock cluster")?;
+    set_group_initial_rebalance_delay(&host, args.group_initial_rebalance_delay_ms);
     for topic in args.topics.iter().filter(|t| !t.is_empty()) {
         cluster
             .create_topic(topic, args.partitions, 1)
@@ -63,5 +83,20 @@ async fn main() -> anyhow::Result<()> {
     );
     fleet::shutdown::on_signal().cancelled().await;
     drop(cluster);
+    drop(host);
     Ok(())
+}
+
+/// rdkafka's `MockCluster` does not wrap this setting; librdkafka's C API does.
+#[expect(unsafe_code, reason = "one FFI call rdkafka's safe API does not wrap")]
+fn set_group_initial_rebalance_delay(host: &BaseProducer, delay_ms: i32) {
+    // SAFETY: `host` owns a live client handle created with `test.mock.num.brokers`, so
+    // `rd_kafka_handle_mock_cluster` returns its live mock cluster (checked for null); the
+    // cluster outlives this call because `host` does.
+    unsafe {
+        let cluster = rdkafka_sys::rd_kafka_handle_mock_cluster(host.client().native_ptr());
+        if !cluster.is_null() {
+            rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, delay_ms);
+        }
+    }
 }

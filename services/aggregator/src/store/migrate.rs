@@ -7,11 +7,18 @@ use deadpool_postgres::Pool;
 use super::StoreError;
 
 /// `(version, name, sql)`, in order. Never edit an applied file: add a new one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "call_pipeline",
-    include_str!("../../migrations/0001_call_pipeline.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "call_pipeline",
+        include_str!("../../migrations/0001_call_pipeline.sql"),
+    ),
+    (
+        2,
+        "long_calls_indexes",
+        include_str!("../../migrations/0002_long_calls_indexes.sql"),
+    ),
+];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).
 const LOCK_KEY: i64 = 0x666c_6565_7470_756c;
