@@ -8,7 +8,9 @@
 //! - [`flush`] — one flush job: dead letters, then the transaction, with retries.
 //! - [`store`] — PostgreSQL: pool, migrations, the fenced flush transaction.
 //! - [`metrics`] — the `aggregator_*` metrics.
+//! - [`alerts`] — `POST /alerts`, Alertmanager's webhook, into table `alerts`.
 
+pub mod alerts;
 pub mod batch;
 pub mod config;
 pub mod consumer;
@@ -93,7 +95,11 @@ impl Application {
             pool,
         } = self;
         let http_stop = CancellationToken::new();
-        let router = fleet::http::router(registry, health.clone());
+        let alert_metrics = alerts::AlertMetrics::register(&registry)?;
+        let router = fleet::http::router(registry, health.clone()).merge(alerts::router(
+            store::AlertStore::new(pool.clone()),
+            alert_metrics,
+        ));
         let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
 
         health.register(POSTGRES_CHECK, true);

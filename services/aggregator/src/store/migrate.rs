@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "long_calls_indexes",
         include_str!("../../migrations/0002_long_calls_indexes.sql"),
     ),
+    (
+        3,
+        "alerts",
+        include_str!("../../migrations/0003_alerts.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).

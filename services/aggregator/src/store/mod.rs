@@ -9,6 +9,7 @@
 //! re-reads the stored offsets. Dead letters are produced before the transaction that moves
 //! past them, so they are delivered at least once.
 
+mod alerts;
 mod connect;
 mod migrate;
 
@@ -20,6 +21,7 @@ use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
+pub use alerts::AlertStore;
 pub use connect::connect_pool;
 pub use migrate::migrate;
 

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
+mod alerts;
 mod bad_input;
 mod exactly_once;
 mod helpers;
