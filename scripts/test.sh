@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine, installs what the suite needs, makes sure a
-# PostgreSQL server is up, then runs formatting, lint and every test. Fails on any failure.
+# PostgreSQL server is up, then runs formatting, lint, every test, the config checks
+# (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end run of the native
+# stack. Fails on any failure.
 #
 #   scripts/test.sh            # everything
 #   TEST_DATABASE_URL=postgres://user@host:5432/postgres scripts/test.sh   # another server
@@ -18,6 +20,11 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ -z "${TEST_DATABASE_URL:-}" ] && ! command -v pg_ctlcluster >/dev/null; then
   need+=(postgresql)
 fi
@@ -36,9 +43,9 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   log "starting the local PostgreSQL cluster"
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    as_root pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -1)" main
+    as_root pg_createcluster "$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)" main
   fi
-  version=$(ls /etc/postgresql | sort -V | tail -1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   # The tests connect over TCP as postgres without a password.
   hba="/etc/postgresql/$version/main/pg_hba.conf"
@@ -63,6 +70,17 @@ log "cargo nextest run"
 cargo nextest run --workspace --locked --no-fail-fast
 log "doc tests"
 cargo test --workspace --locked --doc
+
+log "shellcheck"
+# SC1091: sourced helpers are followed with -x from the repository root.
+shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh scripts/*.sh scripts/lib/*.sh
+log "Prometheus, Alertmanager and Grafana configs"
+scripts/check-configs.sh
+log "docker-compose.yml against the Compose Specification"
+scripts/check-compose.sh
+log "end to end: the native stack"
+cargo build --workspace --locked --bins
+FLEET_BIN_DIR=target/debug scripts/e2e.sh
 # Test databases are named agg_test_*; drop the ones this run left behind.
 psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
   | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 /// The longest call we believe (24 h); anything longer is `invalid_duration`.
@@ -86,23 +86,32 @@ impl Invalid {
 struct Raw<'a> {
     schema_version: Option<u32>,
     call_id: Option<Uuid>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     caller: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     callee: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     start_time: Option<Cow<'a, str>>,
     duration_secs: Option<f64>,
     // Legacy (a).
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     called_phone_number: Option<Cow<'a, str>>,
     start_call_epoch_time: Option<f64>,
     call_duration: Option<f64>,
     // Legacy (b) wrapper.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     key: Option<Cow<'a, str>>,
     #[serde(borrow)]
     value: Option<Box<Raw<'a>>>,
+}
+
+/// `Option<Cow<str>>` that borrows from the message unless the string has escapes. serde's
+/// `#[serde(borrow)]` only borrows for a bare `Cow<str>`; inside an `Option` every string was
+/// copied into a new `String` (a malloc and free per field per message on the hot path).
+fn borrowed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Decodes one message. `key` is the Kafka key (the caller, for legacy format (a)).

@@ -174,3 +174,18 @@ fn reasons_have_distinct_label_values() {
     labels.dedup();
     assert_eq!(labels.len(), Invalid::ALL.len());
 }
+
+#[test]
+fn strings_are_borrowed_from_the_message_unless_they_hold_escapes() {
+    let payload = br#"{"schema_version":1,"call_id":"7d6f0b5e-3f7a-4c1e-9d2a-1b2c3d4e5f60",
+        "caller":"00411234567","callee":"0041\u0037654321",
+        "start_time":"2026-11-23T10:00:00.000Z","duration_secs":1.5}"#;
+    let call = decode_call(None, Some(payload), 1 << 16).unwrap();
+    assert!(matches!(call.caller, Cow::Borrowed("00411234567")));
+    assert!(matches!(&call.callee, Cow::Owned(s) if s == "00417654321"));
+    let legacy = br#"{"key":"00411111111","value":{"called_phone_number":"00412222222",
+        "start_call_epoch_time":1637000000,"call_duration":95}}"#;
+    let call = decode_call(None, Some(legacy), 1 << 16).unwrap();
+    assert!(matches!(call.caller, Cow::Borrowed("00411111111")));
+    assert!(matches!(call.callee, Cow::Borrowed("00412222222")));
+}

@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# End-to-end test of the whole fleet on the native stack (scripts/local-up.sh): real
+# processes, Prometheus and Alertmanager with the repository's configuration, PostgreSQL.
+#
+#   scripts/e2e.sh                                  # builds the release binaries first
+#   FLEET_BIN_DIR=target/debug scripts/e2e.sh       # binaries already built
+#
+# Checks, each a polling loop with a deadline:
+#   1. every Prometheus scrape target is up;
+#   2. call_stats_1m, long_calls and call_totals grow;
+#   3. every dashboard query (scripts/dashboard-queries.py) returns data: PromQL through
+#      Prometheus' API, SQL through psql (queries over the alert history are retried after 5);
+#   4. the e2e alert (prometheus/e2e/fast-alerts.yml) on a stopped call-simulator fires in
+#      Prometheus, reaches Alertmanager and lands as a 'firing' row in the alerts table (via
+#      the aggregator's POST /alerts); restarting the simulator resolves it, in Prometheus,
+#      in Alertmanager and as a 'resolved' row;
+#   5. every target is up again and the remaining queries return data;
+#   6. scripts/local-down.sh stops everything: no process left, every exit status 0.
+#
+# Runs in its own state folder (E2E_STATE_DIR, default .local-stack-e2e/) and database
+# (E2E_DB_NAME, default fleetpulse_e2e, dropped at start), with its own devbroker. Uses the
+# default ports (FLEET_*_PORT to move them) and TEST_DATABASE_URL as the PostgreSQL server
+# when set. The stack is always stopped at the end; on failure the logs' tails are printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export FLEET_STATE_DIR=${E2E_STATE_DIR:-$PWD/.local-stack-e2e}
+export FLEET_SCRAPE_INTERVAL=2s FLEET_FAST_ALERTS=1 FLEET_EXTRA_RULES=prometheus/e2e/fast-alerts.yml
+export FLEET_DB_NAME=${E2E_DB_NAME:-fleetpulse_e2e}
+# Hermetic: a devbroker and a database of our own, whatever the shell points at.
+unset DATABASE_URL KAFKA_BOOTSTRAP_SERVERS FLEET_PG_ADMIN_URL
+[ -z "${TEST_DATABASE_URL:-}" ] || export FLEET_PG_ADMIN_URL=$TEST_DATABASE_URL
+# shellcheck source=scripts/lib/local-stack.sh
+source scripts/lib/local-stack.sh
+
+PROM=http://127.0.0.1:$PROMETHEUS_PORT
+AM=http://127.0.0.1:$ALERTMANAGER_PORT
+ALERT=FleetE2EServiceDown
+
+# --- reporting ----------------------------------------------------------------------------
+T0=$(date +%s.%N)
+STEP="" STEP_T0=$T0 DONE=()
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+step() {
+  STEP=$1 STEP_T0=$(date +%s.%N)
+  printf '\n=== %s\n' "$STEP"
+}
+passed() {
+  DONE+=("$(printf '  ok  %-70s %6ss' "$STEP" "$(elapsed "$STEP_T0")")")
+  printf '    ok (%ss)\n' "$(elapsed "$STEP_T0")"
+}
+fail() {
+  printf '\nE2E FAILED at "%s": %s\n' "$STEP" "$*" >&2
+  exit 1
+}
+info() { printf '    %s\n' "$*"; }
+
+# poll SECONDS CMD...: runs CMD every second until it succeeds; fails after SECONDS.
+poll() {
+  local deadline=$(($(date +%s) + $1))
+  shift
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+DOWN_DONE=0
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  if [ "$rc" -ne 0 ]; then
+    printf '\n--- logs (tails) from %s\n' "$LOGS" >&2
+    for c in "${COMPONENTS[@]}"; do log_tail "$c" 40 >&2; done
+  fi
+  if [ "$DOWN_DONE" = 0 ]; then
+    scripts/local-down.sh >/dev/null 2>&1 || scripts/local-down.sh || true
+  fi
+  [ "$rc" -eq 0 ] || printf '\ne2e: FAILED after %ss (state and logs kept in %s)\n' "$(elapsed "$T0")" "$STATE" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- helpers ------------------------------------------------------------------------------
+DB=""
+sql() { psql "$DB" -XqAt -v ON_ERROR_STOP=1 -c "$1"; }
+promql() { curl -fsS --max-time 5 -G "$PROM/api/v1/query" --data-urlencode "query=$1"; }
+
+targets_up() {
+  curl -fsS --max-time 5 "$PROM/api/v1/targets" >"$STATE/targets.json" 2>/dev/null &&
+    jq -e '.data.activeTargets as $t | ($t | length) > 0 and ($t | all(.health == "up"))
+           and (["aggregator", "call-simulator", "prometheus", "alertmanager"]
+                | all(. as $s | $t | any(.labels.service == $s)))' "$STATE/targets.json" >/dev/null
+}
+show_targets() {
+  jq -r '.data.activeTargets[] | "      \(.labels.service // .labels.job) \(.scrapeUrl) \(.health) \(.lastError)"' \
+    "$STATE/targets.json" 2>/dev/null || true
+}
+
+table_counts() {
+  sql "SELECT (SELECT coalesce(sum(calls), 0) FROM call_stats_1m) || ' ' ||
+              (SELECT count(*) FROM long_calls) || ' ' ||
+              (SELECT coalesce(max(calls), 0) FROM call_totals)"
+}
+COUNTS0=""
+tables_grew() {
+  local now a0 b0 c0 a1 b1 c1
+  now=$(table_counts) || return 1
+  read -r a0 b0 c0 <<<"$COUNTS0"
+  read -r a1 b1 c1 <<<"$now"
+  COUNTS1=$now
+  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ] && [ "$c1" -gt "$c0" ]
+}
+
+# Dashboard queries: QUERY_TEXT/KIND/NAME by index; SATISFIED[i]=1 once it returned data;
+# LAST_ERROR[i] the latest reason it did not.
+QUERY_TEXT=() QUERY_KIND=() QUERY_NAME=()
+declare -A SATISFIED=() LAST_ERROR=()
+load_queries() {
+  local lines line
+  [ -f scripts/dashboard-queries.py ] || fail "scripts/dashboard-queries.py is missing"
+  lines=$(python3 scripts/dashboard-queries.py) || fail "scripts/dashboard-queries.py failed"
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    QUERY_TEXT+=("$(jq -r .query <<<"$line")")
+    QUERY_KIND+=("$(jq -r .datasource <<<"$line")")
+    QUERY_NAME+=("$(jq -r '"\(.dashboard) / \(.panel)"' <<<"$line")")
+  done <<<"$lines"
+  [ ${#QUERY_TEXT[@]} -gt 0 ] || fail "scripts/dashboard-queries.py printed no query"
+}
+# Queries over the alert history can only return rows once an alert went through.
+about_alerts() { grep -qE '\bFROM alerts\b|\bJOIN alerts\b|\bALERTS\b' <<<"${QUERY_TEXT[$1]}"; }
+
+run_query() { # index -> 0 when it returned data; LAST_ERROR otherwise
+  local i=$1 q=${QUERY_TEXT[$1]} out n
+  case ${QUERY_KIND[$i]} in
+    prometheus)
+      if ! out=$(promql "$q" 2>&1); then LAST_ERROR[$i]="HTTP error: $out"; return 1; fi
+      if ! jq -e '.status == "success"' <<<"$out" >/dev/null; then
+        LAST_ERROR[$i]="$(jq -r '.error // .' <<<"$out")"
+        return 1
+      fi
+      if jq -e '.data.resultType as $t | ($t == "scalar" or $t == "string") or (.data.result | length > 0)' \
+        <<<"$out" >/dev/null; then return 0; fi
+      LAST_ERROR[$i]="empty result"
+      return 1
+      ;;
+    postgres)
+      q=${q%"${q##*[![:space:]]}"} # a trailing `;` cannot stay inside the subquery
+      q=${q%;}
+      if ! out=$(sql "SELECT count(*) FROM ($q) AS e2e_query" 2>&1); then LAST_ERROR[$i]=$out; return 1; fi
+      [ "$out" -ge 1 ] && return 0
+      LAST_ERROR[$i]="no rows"
+      return 1
+      ;;
+    *) LAST_ERROR[$i]="unknown datasource ${QUERY_KIND[$i]}"; return 1 ;;
+  esac
+}
+# check_queries SECONDS [defer]: retries the unsatisfied queries until all return data or
+# SECONDS pass. With `defer`, queries over the alert history do not keep the loop going.
+check_queries() {
+  local deadline=$(($(date +%s) + $1)) defer=${2:-} i open
+  while :; do
+    open=0
+    for i in "${!QUERY_TEXT[@]}"; do
+      [ -z "${SATISFIED[$i]:-}" ] || continue
+      if run_query "$i"; then SATISFIED[$i]=1; elif [ -z "$defer" ] || ! about_alerts "$i"; then open=$((open + 1)); fi
+    done
+    [ "$open" -gt 0 ] || return 0
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 2
+  done
+}
+unsatisfied() { # [defer]: lists the queries still without data
+  local i
+  for i in "${!QUERY_TEXT[@]}"; do
+    [ -z "${SATISFIED[$i]:-}" ] || continue
+    if [ "${1:-}" = defer ] && about_alerts "$i"; then continue; fi
+    printf '      [%s] %s\n        %s\n        -> %s\n' "${QUERY_KIND[$i]}" "${QUERY_NAME[$i]}" \
+      "$(tr '\n' ' ' <<<"${QUERY_TEXT[$i]}" | cut -c1-200)" "${LAST_ERROR[$i]:-?}"
+  done
+}
+
+prom_alert_state() { # the e2e alert's state in Prometheus (firing/pending), empty when none
+  local out
+  out=$(curl -fsS --max-time 5 "$PROM/api/v1/alerts") || { echo unreachable; return; }
+  jq -r --arg a "$ALERT" '[.data.alerts[] | select(.labels.alertname == $a) | .state] | unique | join(",")' <<<"$out"
+}
+am_alert_state() { # the e2e alert's state in Alertmanager (active/suppressed...), empty when none
+  local out
+  out=$(curl -fsS --max-time 5 "$AM/api/v2/alerts") || { echo unreachable; return; }
+  jq -r --arg a "$ALERT" '[.[] | select(.labels.alertname == $a) | .status.state] | unique | join(",")' <<<"$out"
+}
+prom_alert_is() { [ "$(prom_alert_state)" = "$1" ]; }
+am_alert_is() { [ "$(am_alert_state)" = "$1" ]; }
+alert_rows() { sql "SELECT count(*) FROM alerts WHERE alertname = '$ALERT' AND status = '$1'" 2>/dev/null; }
+alert_row_landed() { local n; n=$(alert_rows "$1") && [ "$n" -ge 1 ]; }
+alerts_table_missing() {
+  [ "$(sql "SELECT to_regclass('public.alerts') IS NULL")" = t ]
+}
+webhook_errors() { grep -E 'Notify for alerts failed|webhook' "$LOGS/alertmanager.log" | tail -n 3 || true; }
+
+# --- 0. preflight -------------------------------------------------------------------------
+step "preflight: tools and a clean state folder"
+missing=()
+for tool in curl jq psql python3 prometheus; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+[ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (apt-get install curl jq postgresql-client python3 prometheus prometheus-alertmanager)"
+[ -f prometheus/e2e/fast-alerts.yml ] || fail "prometheus/e2e/fast-alerts.yml is missing"
+scripts/local-down.sh --purge >/dev/null
+passed
+
+# --- 1. start -------------------------------------------------------------------------------
+step "start the native stack (scripts/local-up.sh)"
+FLEET_DB_RESET=1 scripts/local-up.sh
+# shellcheck source=/dev/null
+source "$RUN/stack.env"
+DB=$STACK_DATABASE_URL
+[ -n "$DB" ] || fail "local-up.sh recorded no database URL"
+passed
+
+step "every Prometheus scrape target is up"
+poll 60 targets_up || { show_targets; fail "targets not all up after 60 s"; }
+show_targets
+curl -fsS "$PROM/api/v1/rules" | jq -e --arg a "$ALERT" '[.data.groups[].rules[] | select(.name == $a)] | length > 0' >/dev/null ||
+  fail "Prometheus has not loaded the rule $ALERT (FLEET_EXTRA_RULES)"
+passed
+
+# --- 2. tables ------------------------------------------------------------------------------
+step "call_stats_1m, long_calls and call_totals grow"
+COUNTS0=$(table_counts)
+COUNTS1=$COUNTS0
+poll 60 tables_grew || fail "not all grew in 60 s: sum(calls) long_calls call_totals.calls = $COUNTS0 -> $COUNTS1"
+info "sum(calls) long_calls call_totals.calls: $COUNTS0 -> $COUNTS1"
+passed
+
+# --- 3. dashboards --------------------------------------------------------------------------
+step "every dashboard query returns data (alert history: after the alert)"
+load_queries
+info "${#QUERY_TEXT[@]} queries from scripts/dashboard-queries.py"
+check_queries 90 defer || { unsatisfied defer; fail "queries without data after 90 s (listed above)"; }
+passed
+
+# --- 4. an alert, end to end ----------------------------------------------------------------
+step "stop call-simulator: $ALERT fires in Prometheus"
+scripts/local-down.sh call-simulator
+rc=$(cat "$RUN/call-simulator.rc" 2>/dev/null || echo '?')
+[ "$rc" = 0 ] || fail "call-simulator exited with status $rc after SIGTERM"
+poll 60 prom_alert_is firing || fail "$ALERT not firing in Prometheus after 60 s (state: '$(prom_alert_state)')"
+passed
+
+step "Alertmanager has $ALERT"
+poll 30 am_alert_is active || fail "$ALERT not active in Alertmanager after 30 s (state: '$(am_alert_state)')"
+passed
+
+step "a 'firing' row for $ALERT lands in the alerts table"
+if alerts_table_missing; then
+  fail "there is no table 'alerts': the aggregator does not store Alertmanager's webhooks (POST /alerts) yet. Alertmanager says: $(webhook_errors)"
+fi
+poll 30 alert_row_landed firing || fail "no firing row after 30 s. Alertmanager says: $(webhook_errors)"
+check_queries 0 || true # the alert-history queries, while the alert is open
+if grep -q "$ALERT" "$LOGS/smtp-sink.log" 2>/dev/null; then info "the SMTP sink received the alert's mail"; fi
+passed
+
+step "restart call-simulator: $ALERT resolves in Prometheus"
+scripts/local-up.sh call-simulator >/dev/null
+poll 60 prom_alert_is "" || fail "$ALERT still '$(prom_alert_state)' in Prometheus 60 s after the restart"
+passed
+
+step "Alertmanager resolves $ALERT"
+poll 30 am_alert_is "" || fail "$ALERT still '$(am_alert_state)' in Alertmanager after 30 s"
+passed
+
+step "a 'resolved' row for $ALERT lands in the alerts table"
+poll 60 alert_row_landed resolved || fail "no resolved row after 60 s. Alertmanager says: $(webhook_errors)"
+passed
+
+# --- 5. after the restart -------------------------------------------------------------------
+step "every target up again; every remaining dashboard query returns data"
+poll 60 targets_up || { show_targets; fail "targets not all up 60 s after the restart"; }
+check_queries 60 || { unsatisfied; fail "queries without data (listed above)"; }
+passed
+
+# --- 6. stop --------------------------------------------------------------------------------
+step "scripts/local-down.sh stops everything cleanly"
+pids=()
+for c in "${COMPONENTS[@]}"; do
+  if pid=$(pid_of "$c"); then pids+=("$c:$pid"); fi
+done
+DOWN_DONE=1
+scripts/local-down.sh || fail "local-down.sh failed"
+for cp in "${pids[@]}"; do
+  kill -0 "${cp#*:}" 2>/dev/null && fail "${cp%%:*} (pid ${cp#*:}) still alive after local-down.sh"
+  [ "${cp%%:*}" = postgres ] && continue # stopped by pg_ctl, no exit status of ours
+  rc=$(cat "$RUN/${cp%%:*}.rc" 2>/dev/null || echo '?')
+  [ "$rc" = 0 ] || fail "${cp%%:*} exited with status $rc after SIGTERM"
+done
+for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
+  tcp_open 127.0.0.1 "$port" && fail "port $port still accepts connections"
+done
+info "stopped: ${pids[*]%%:*}"
+passed
+
+printf '\n'
+printf '%s\n' "${DONE[@]}"
+printf '\ne2e: all %d checks passed in %ss\n' "${#DONE[@]}" "$(elapsed "$T0")"

@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# The whole fleet without Docker, on 127.0.0.1, with the same configuration files as
+# docker-compose.yml: prometheus/ and alertmanager/ are copied into the state folder with the
+# compose hostnames rewritten (aggregator:6066 -> 127.0.0.1:6066, mailpit:1025 -> the local
+# SMTP sink, ...).
+#
+#   scripts/local-up.sh                   # start whatever is not running yet
+#   scripts/local-up.sh call-simulator    # start one component (and what it needs), e.g.
+#                                         # after scripts/local-down.sh call-simulator
+#   FLEET_BIN_DIR=target/debug scripts/local-up.sh   # binaries already built
+#   scripts/local-down.sh                 # stop what this started
+#
+# Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
+# devbroker (unless KAFKA_BOOTSTRAP_SERVERS answers), postgres (a private cluster, only when no
+# server is found), aggregator, call-simulator, alertmanager, prometheus.
+# (host-metrics :6068 and web-prober :6069 join after call-simulator once they have binaries.)
+#
+# Settings, besides those in scripts/lib/local-stack.sh:
+#   KAFKA_BOOTSTRAP_SERVERS  an existing Kafka; used if it accepts connections, else devbroker
+#   KAFKA_TOPIC_PARTITIONS   devbroker's partitions (default 6)
+#   DATABASE_URL             an existing database, used as is
+#   FLEET_PG_ADMIN_URL       a server to create the database on (default: the local server at
+#                            127.0.0.1:5432 as postgres if pg_isready, else a private cluster)
+#   FLEET_PG_PRIVATE=1       always use a private cluster (initdb in the state folder)
+#   FLEET_DB_NAME            database created when DATABASE_URL is unset (default fleetpulse)
+#   FLEET_DB_RESET=1         drop and recreate that database first (only if the aggregator
+#                            is not running)
+#   FLEET_PROMETHEUS_DIR, FLEET_ALERTMANAGER_DIR
+#                            configuration sources (default prometheus/, alertmanager/)
+#   FLEET_SCRAPE_INTERVAL    e.g. 2s: scrape and rule evaluation interval (and scrape timeout)
+#   FLEET_EXTRA_RULES        extra rule files (space or colon separated), loaded with the rest
+#   FLEET_FAST_ALERTS=1      Alertmanager group_wait and group_interval 1s (for the e2e)
+#   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT and every other service setting are
+#   passed through to the services unchanged.
+set -euo pipefail
+# shellcheck source=scripts/lib/local-stack.sh
+source "$(dirname "$0")/lib/local-stack.sh"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; }
+
+# --- what to start ----------------------------------------------------------------------
+declare -A WANT=()
+add_with_deps() {
+  case $1 in
+    smtp-sink | devbroker | postgres) ;;
+    aggregator) add_with_deps devbroker; add_with_deps postgres ;;
+    call-simulator) add_with_deps devbroker ;;
+    alertmanager) add_with_deps smtp-sink ;;
+    prometheus) add_with_deps alertmanager ;;
+    kafka) add_with_deps devbroker; return ;;
+    *) die "unknown component '$1' (known: ${COMPONENTS[*]})" ;;
+  esac
+  WANT[$1]=1
+}
+if [ $# -eq 0 ]; then
+  for c in "${COMPONENTS[@]}"; do WANT[$c]=1; done
+else
+  for arg in "$@"; do
+    case $arg in
+      -h | --help) usage; exit 0 ;;
+      *) add_with_deps "$arg" ;;
+    esac
+  done
+fi
+
+mkdir -p "$RUN" "$LOGS"
+trap 'rc=$?; [ "$rc" -eq 0 ] || echo "local-up.sh failed; what did start keeps running: scripts/local-down.sh stops it" >&2' EXIT
+command -v curl >/dev/null || die "curl is required (apt-get install curl)"
+
+# Settings chosen by an earlier run (Kafka address, database URL) are kept in stack.env, so
+# that restarting one component joins the same Kafka and database.
+STACK_ENV=$RUN/stack.env
+STACK_KAFKA="" STACK_KAFKA_MODE="" STACK_DATABASE_URL="" STACK_PG_MODE=""
+# shellcheck source=/dev/null
+[ -f "$STACK_ENV" ] && source "$STACK_ENV"
+
+# --- binaries ---------------------------------------------------------------------------
+BIN_DIR=""
+resolve_binaries() {
+  [ -n "$BIN_DIR" ] && return
+  if [ -n "${FLEET_BIN_DIR:-}" ]; then
+    BIN_DIR=$(cd "$FLEET_BIN_DIR" && pwd) || die "FLEET_BIN_DIR=$FLEET_BIN_DIR is not a folder"
+  else
+    say "cargo build --release --locked --bins"
+    (cd "$REPO" && cargo build --release --locked --bins)
+    BIN_DIR=$REPO/target/release
+  fi
+}
+need_bin() {
+  resolve_binaries
+  [ -x "$BIN_DIR/$1" ] || die "$BIN_DIR/$1 is missing (build it, or set FLEET_BIN_DIR)"
+}
+
+# --- SMTP sink (stands for mailpit) -----------------------------------------------------
+SMTP_SINK_PY='
+import asyncore, signal, smtpd, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+smtpd.DebuggingServer(("127.0.0.1", int(sys.argv[1])), None, decode_data=True)
+print("smtp-sink: listening on 127.0.0.1:%s, mails are printed below" % sys.argv[1], flush=True)
+asyncore.loop()
+'
+ensure_smtp_sink() {
+  pid_of smtp-sink >/dev/null && return
+  if ! python3 -W ignore -c 'import smtpd' 2>/dev/null; then
+    warn "python3 has no smtpd module (it left in Python 3.12): no SMTP sink, Alertmanager's mails will fail"
+    return
+  fi
+  ensure_port_free smtp-sink "$SMTP_PORT" FLEET_SMTP_PORT
+  # The interpreter itself, not a wrapper such as pyenv's shim, so that its pid is tracked.
+  start_detached smtp-sink "$(python3 -c 'import sys; print(sys.executable)')" -u -W ignore::DeprecationWarning -c "$SMTP_SINK_PY" "$SMTP_PORT"
+  local deadline=$(($(now) + 10))
+  until tcp_open 127.0.0.1 "$SMTP_PORT"; do
+    pid_of smtp-sink >/dev/null || { log_tail smtp-sink >&2; die "smtp-sink exited"; }
+    [ "$(now)" -lt "$deadline" ] || die "smtp-sink not listening on $SMTP_PORT after 10 s"
+    sleep 0.1
+  done
+}
+
+# --- Kafka --------------------------------------------------------------------------------
+KAFKA="" KAFKA_FRESH=0
+# Any host:port of a comma-separated list accepting connections.
+kafka_reachable() {
+  local hp hps
+  IFS=',' read -r -a hps <<<"$1"
+  for hp in "${hps[@]}"; do
+    hp=${hp#*://}
+    tcp_open "${hp%:*}" "${hp##*:}" && return 0
+  done
+  return 1
+}
+ensure_kafka() {
+  if pid_of devbroker >/dev/null && [ -s "$RUN/devbroker.bootstrap" ]; then
+    KAFKA=$(<"$RUN/devbroker.bootstrap")
+    return
+  fi
+  if [ "$STACK_KAFKA_MODE" = external ] && kafka_reachable "$STACK_KAFKA"; then
+    KAFKA=$STACK_KAFKA
+    return
+  fi
+  if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    if kafka_reachable "$KAFKA_BOOTSTRAP_SERVERS"; then
+      say "Kafka: $KAFKA_BOOTSTRAP_SERVERS (from KAFKA_BOOTSTRAP_SERVERS)"
+      KAFKA=$KAFKA_BOOTSTRAP_SERVERS STACK_KAFKA_MODE=external KAFKA_FRESH=1
+      return
+    fi
+    warn "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS does not accept connections: starting devbroker instead"
+  fi
+  need_bin devbroker
+  rm -f "$RUN/devbroker.bootstrap"
+  start_detached devbroker "$BIN_DIR/devbroker" \
+    --partitions "${KAFKA_TOPIC_PARTITIONS:-6}" --bootstrap-file "$RUN/devbroker.bootstrap"
+  local deadline=$(($(now) + 15))
+  until [ -s "$RUN/devbroker.bootstrap" ]; do
+    pid_of devbroker >/dev/null || { log_tail devbroker >&2; die "devbroker exited"; }
+    [ "$(now)" -lt "$deadline" ] || die "devbroker wrote no bootstrap file in 15 s"
+    sleep 0.05
+  done
+  KAFKA=$(<"$RUN/devbroker.bootstrap") STACK_KAFKA_MODE=devbroker KAFKA_FRESH=1
+  say "Kafka: devbroker at $KAFKA (in memory: gone when it stops)"
+  local c
+  for c in aggregator call-simulator; do
+    if [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
+      warn "$c still uses the previous Kafka: restart it (scripts/local-down.sh $c && scripts/local-up.sh $c)"
+    fi
+  done
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+DB_URL=""
+db_url_for() { # ADMIN_URL DB -> the same server, database DB (keeps ?params)
+  local base=${1%%\?*} query=""
+  [[ $1 == *\?* ]] && query="?${1#*\?}"
+  printf '%s/%s%s\n' "${base%/*}" "$2" "$query"
+}
+start_private_postgres() {
+  local bindir data=$STATE/postgres/data sock=$STATE/postgres/socket pid
+  bindir=$(pg_bindir)
+  mkdir -p "$STATE/postgres" "$sock"
+  touch "$LOGS/postgres.log"
+  [ "$(id -u)" -ne 0 ] || chown -R postgres: "$STATE/postgres" "$LOGS/postgres.log"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    say "postgres: initdb $data"
+    pg_as_owner "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-instructions \
+      >>"$LOGS/postgres.log" 2>&1 || { log_tail postgres >&2; die "initdb failed"; }
+  fi
+  if ! pg_as_owner "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    ensure_port_free postgres "$PG_PORT" FLEET_PG_PORT
+    pg_as_owner "$bindir/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t "$START_TIMEOUT" \
+      -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1" start >/dev/null ||
+      { log_tail postgres >&2; die "the private PostgreSQL cluster did not start"; }
+  fi
+  pid=$(head -n 1 "$data/postmaster.pid")
+  echo "$pid" >"$RUN/postgres.pid"
+  tr '\0' '\n' <"/proc/$pid/cmdline" | head -n 1 >"$RUN/postgres.cmd"
+  say "PostgreSQL: private cluster on 127.0.0.1:$PG_PORT ($data)"
+}
+ensure_database() {
+  local admin="" db=${FLEET_DB_NAME:-fleetpulse}
+  command -v psql >/dev/null || die "psql is required (apt-get install postgresql-client)"
+  export PGOPTIONS="${PGOPTIONS:--c client_min_messages=warning}"
+  if [ -n "${DATABASE_URL:-}" ]; then
+    psql "$DATABASE_URL" -XqAtc 'SELECT 1' >/dev/null || die "DATABASE_URL=$DATABASE_URL: cannot connect"
+    DB_URL=$DATABASE_URL STACK_PG_MODE=external
+    return
+  fi
+  # Restarting a component of a stack that was given a database: the same database.
+  if [ -z "${FLEET_PG_ADMIN_URL:-}" ] && [ -n "$STACK_DATABASE_URL" ] &&
+    { [ "$STACK_PG_MODE" = external ] || [ "$STACK_PG_MODE" = admin-url ]; }; then
+    DB_URL=$STACK_DATABASE_URL
+    return
+  fi
+  [[ $db =~ ^[a-z_][a-z0-9_]*$ ]] || die "FLEET_DB_NAME=$db: use lower-case letters, digits and _"
+  if [ -n "${FLEET_PG_ADMIN_URL:-}" ]; then
+    admin=$FLEET_PG_ADMIN_URL STACK_PG_MODE=admin-url
+  elif [ "$STACK_PG_MODE" = private ] || [ "${FLEET_PG_PRIVATE:-0}" = 1 ] ||
+    ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    start_private_postgres
+    admin=postgres://postgres@127.0.0.1:$PG_PORT/postgres STACK_PG_MODE=private
+  else
+    admin=postgres://postgres@127.0.0.1:5432/postgres STACK_PG_MODE=local-server
+  fi
+  psql "$admin" -XqAtc 'SELECT 1' >/dev/null 2>&1 ||
+    die "cannot connect to $admin as postgres (password needed?): set DATABASE_URL or FLEET_PG_ADMIN_URL"
+  if [ "${FLEET_DB_RESET:-0}" = 1 ]; then
+    if pid_of aggregator >/dev/null; then
+      warn "FLEET_DB_RESET=1 ignored: the aggregator is running on database $db"
+    else
+      say "PostgreSQL: dropping database $db (FLEET_DB_RESET=1)"
+      psql "$admin" -XqAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    fi
+  fi
+  if [ -z "$(psql "$admin" -XqAtc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+    psql "$admin" -XqAtc "CREATE DATABASE $db" >/dev/null
+    say "PostgreSQL: created database $db"
+  fi
+  DB_URL=$(db_url_for "$admin" "$db")
+}
+
+save_stack_env() {
+  {
+    printf 'STACK_KAFKA=%q\n' "$KAFKA"
+    printf 'STACK_KAFKA_MODE=%q\n' "$STACK_KAFKA_MODE"
+    printf 'STACK_DATABASE_URL=%q\n' "$DB_URL"
+    printf 'STACK_PG_MODE=%q\n' "$STACK_PG_MODE"
+  } >"$STACK_ENV"
+}
+
+# --- Prometheus and Alertmanager configuration ------------------------------------------
+# Compose hostnames -> this machine. host-metrics and web-prober are listed already, so that
+# a prometheus.yml that scrapes them works here unchanged once they run.
+localize() {
+  sed -i \
+    -e "s#\\baggregator:6066\\b#127.0.0.1:$AGGREGATOR_PORT#g" \
+    -e "s#\\bcall-simulator:6067\\b#127.0.0.1:$CALL_SIMULATOR_PORT#g" \
+    -e "s#\\bhost-metrics:6068\\b#127.0.0.1:${FLEET_HOST_METRICS_PORT:-6068}#g" \
+    -e "s#\\bweb-prober:6069\\b#127.0.0.1:${FLEET_WEB_PROBER_PORT:-6069}#g" \
+    -e "s#\\bprometheus:9090\\b#127.0.0.1:$PROMETHEUS_PORT#g" \
+    -e "s#\\balertmanager:9093\\b#127.0.0.1:$ALERTMANAGER_PORT#g" \
+    -e "s#\\bmailpit:1025\\b#127.0.0.1:$SMTP_PORT#g" \
+    "$@"
+}
+
+localize_all() {
+  local files=()
+  mapfile -d '' files < <(find "$1" -type f \( -name '*.yml' -o -name '*.yaml' -o -name '*.tmpl' \) -print0)
+  [ ${#files[@]} -eq 0 ] || localize "${files[@]}"
+}
+
+# set_yaml_key FILE BLOCK KEY VALUE: sets KEY to VALUE wherever it appears in FILE (every
+# level), and adds it to the top-level mapping BLOCK when BLOCK's own level lacks it (BLOCK is
+# appended when missing). Line-based, for the simple YAML of prometheus.yml and
+# alertmanager.yml; promtool and amtool check the result.
+set_yaml_key() {
+  local file=$1 block=$2 key=$3 value=$4
+  awk -v block="$block" -v key="$key" -v value="$value" '
+    function close_block() {
+      if (in_block && !has_key) printf "%s%s: %s\n", (indent == "" ? "  " : indent), key, value
+      in_block = 0
+    }
+    /^[^ \t#]/ { close_block() }
+    {
+      if (in_block && indent == "" && $0 ~ /^[ \t]+[^ \t#]/) {
+        match($0, /^[ \t]+/); indent = substr($0, 1, RLENGTH)
+      }
+      if ($0 ~ "^[ \t]*(- )?" key ":") {
+        sub(key ":.*", key ": " value)
+        if (in_block && indent != "" && substr($0, 1, length(indent)) == indent &&
+            substr($0, length(indent) + 1, 1) !~ /[ \t]/) has_key = 1
+      }
+    }
+    $0 ~ "^" block ":[ \t]*(#.*)?$" { in_block = 1; seen = 1; has_key = 0; indent = "" }
+    { print }
+    END {
+      close_block()
+      if (!seen) printf "%s:\n  %s: %s\n", block, key, value
+    }' "$file" >"$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+# copy_config SRC DST: a fresh copy of a configuration folder.
+copy_config() {
+  rm -rf "$2"
+  mkdir -p "$2"
+  cp -R "$1/." "$2/"
+}
+
+render_prometheus() {
+  local src=${FLEET_PROMETHEUS_DIR:-$REPO/prometheus} dst=$STATE/prometheus/config f base
+  [ -f "$src/prometheus.yml" ] || die "$src/prometheus.yml is missing (or set FLEET_PROMETHEUS_DIR)"
+  copy_config "$src" "$dst"
+  mkdir -p "$dst/rules" "$STATE/prometheus/data"
+  # Extra rules join rules/, which prometheus.yml loads (rule_files: rules/*.yml).
+  local extra=${FLEET_EXTRA_RULES:-}
+  for f in ${extra//:/ }; do
+    case $f in /*) ;; *) f=$REPO/$f ;; esac
+    [ -f "$f" ] || die "FLEET_EXTRA_RULES: $f is not a file"
+    base=$(basename "$f")
+    cp "$f" "$dst/rules/extra-${base%.*}.yml"
+  done
+  if [ -n "${FLEET_SCRAPE_INTERVAL:-}" ]; then
+    [[ $FLEET_SCRAPE_INTERVAL =~ ^[0-9]+(ms|s|m)$ ]] || die "FLEET_SCRAPE_INTERVAL=$FLEET_SCRAPE_INTERVAL: use e.g. 2s"
+    set_yaml_key "$dst/prometheus.yml" global scrape_interval "$FLEET_SCRAPE_INTERVAL"
+    set_yaml_key "$dst/prometheus.yml" global evaluation_interval "$FLEET_SCRAPE_INTERVAL"
+    # A timeout above the interval is a config error. Without any scrape_timeout, Prometheus
+    # lowers its 10 s default to the interval itself.
+    if grep -qE '^[[:space:]]*(- )?scrape_timeout:' "$dst/prometheus.yml"; then
+      set_yaml_key "$dst/prometheus.yml" global scrape_timeout "$FLEET_SCRAPE_INTERVAL"
+    fi
+  fi
+  localize_all "$dst"
+  if grep -qE '\b(grafana|jaeger|mailpit|kafka|postgres):[0-9]+' "$dst/prometheus.yml"; then
+    warn "prometheus.yml names compose-only hosts; those targets stay down here:"
+    grep -nE '\b(grafana|jaeger|mailpit|kafka|postgres):[0-9]+' "$dst/prometheus.yml" >&2 || true
+  fi
+  if command -v promtool >/dev/null; then
+    promtool check config "$dst/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
+      { cat "$LOGS/promtool.log" >&2; die "promtool rejects the rendered $dst/prometheus.yml"; }
+  fi
+}
+
+render_alertmanager() {
+  local src=${FLEET_ALERTMANAGER_DIR:-$REPO/alertmanager} dst=$STATE/alertmanager/config
+  [ -f "$src/alertmanager.yml" ] || die "$src/alertmanager.yml is missing (or set FLEET_ALERTMANAGER_DIR)"
+  copy_config "$src" "$dst"
+  mkdir -p "$STATE/alertmanager/data"
+  if [ "${FLEET_FAST_ALERTS:-0}" = 1 ]; then
+    set_yaml_key "$dst/alertmanager.yml" route group_wait 1s
+    set_yaml_key "$dst/alertmanager.yml" route group_interval 1s
+  fi
+  localize_all "$dst"
+  if command -v amtool >/dev/null; then
+    amtool check-config "$dst/alertmanager.yml" >"$LOGS/amtool.log" 2>&1 ||
+      { cat "$LOGS/amtool.log" >&2; die "amtool rejects the rendered $dst/alertmanager.yml"; }
+  fi
+}
+
+alertmanager_bin() {
+  command -v prometheus-alertmanager || command -v alertmanager ||
+    die "no Alertmanager: apt-get install prometheus-alertmanager"
+}
+
+# ensure_monitor NAME PORT: (re)renders the configuration; starts NAME, or reloads it when it
+# already runs, so that edited rules take effect.
+ensure_monitor() {
+  local name=$1 port=$2 bin
+  "render_$name"
+  if pid_of "$name" >/dev/null; then
+    curl -fsS -X POST --max-time 5 "http://127.0.0.1:$port/-/reload" >/dev/null ||
+      die "$name did not accept the reloaded configuration (see $LOGS/$name.log)"
+    return
+  fi
+  ensure_port_free "$name" "$port" "FLEET_${name^^}_PORT"
+  if [ "$name" = prometheus ]; then
+    command -v prometheus >/dev/null || die "no Prometheus: apt-get install prometheus"
+    start_detached prometheus "$(command -v prometheus)" \
+      --config.file="$STATE/prometheus/config/prometheus.yml" \
+      --storage.tsdb.path="$STATE/prometheus/data" \
+      --storage.tsdb.retention.time=2d \
+      --web.listen-address="127.0.0.1:$port" \
+      --web.enable-lifecycle
+  else
+    bin=$(alertmanager_bin)
+    start_detached alertmanager "$bin" \
+      --config.file="$STATE/alertmanager/config/alertmanager.yml" \
+      --storage.path="$STATE/alertmanager/data" \
+      --web.listen-address="127.0.0.1:$port" \
+      --cluster.listen-address= \
+      --web.external-url="http://127.0.0.1:$port"
+  fi
+  wait_ready "$name" "http://127.0.0.1:$port/-/ready"
+}
+
+# --- the services -----------------------------------------------------------------------
+# start_service NAME PORT [VAR=VALUE...]: the service's binary with METRICS_ADDR on
+# 127.0.0.1:PORT, the stack's Kafka and the extra settings; waits for /readyz.
+start_service() {
+  local name=$1 port=$2
+  shift 2
+  if pid_of "$name" >/dev/null; then
+    [ "$KAFKA_FRESH" = 1 ] || return 0
+    say "$name was started against another Kafka: restarting it"
+    stop_component "$name"
+  fi
+  need_bin "$name"
+  ensure_port_free "$name" "$port" "FLEET_$(tr '[:lower:]-' '[:upper:]_' <<<"$name")_PORT"
+  (
+    # Plain text logs in the log files (tracing honours NO_COLOR).
+    export METRICS_ADDR="127.0.0.1:$port" KAFKA_BOOTSTRAP_SERVERS="$KAFKA" NO_COLOR="${NO_COLOR:-1}"
+    for kv in "$@"; do export "${kv?}"; done
+    start_detached "$name" "$BIN_DIR/$name"
+  )
+  wait_ready "$name" "http://127.0.0.1:$port/readyz"
+}
+
+print_table() {
+  local c pid url
+  printf '\n%-15s %-8s %-45s %s\n' component pid address log
+  for c in "${COMPONENTS[@]}"; do
+    pid=$(pid_of "$c") || continue
+    case $c in
+      smtp-sink) url="smtp://127.0.0.1:$SMTP_PORT (mails in the log)" ;;
+      devbroker) url="kafka: $(cat "$RUN/devbroker.bootstrap" 2>/dev/null)" ;;
+      postgres) url="postgres://postgres@127.0.0.1:$PG_PORT" ;;
+      aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
+      call-simulator) url="http://127.0.0.1:$CALL_SIMULATOR_PORT/metrics" ;;
+      alertmanager) url="http://127.0.0.1:$ALERTMANAGER_PORT" ;;
+      prometheus) url="http://127.0.0.1:$PROMETHEUS_PORT" ;;
+    esac
+    printf '%-15s %-8s %-45s %s\n' "$c" "$pid" "$url" "$LOGS/$c.log"
+  done
+  [ "$STACK_KAFKA_MODE" = devbroker ] || printf '%-15s %-8s %s\n' kafka - "$KAFKA"
+  printf '%-15s %-8s %s\n' database - "$DB_URL"
+  printf '\nstate: %s   stop: scripts/local-down.sh\n' "$STATE"
+}
+
+# --- main -------------------------------------------------------------------------------
+[ -z "${WANT[smtp-sink]:-}" ] || ensure_smtp_sink
+if [ -n "${WANT[devbroker]:-}" ]; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
+if [ -n "${WANT[postgres]:-}" ]; then ensure_database; else DB_URL=$STACK_DATABASE_URL; fi
+save_stack_env
+[ -z "${WANT[aggregator]:-}" ] || start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL"
+[ -z "${WANT[call-simulator]:-}" ] || start_service call-simulator "$CALL_SIMULATOR_PORT"
+# host-metrics (:6068) and web-prober (:6069): start_service them here once they exist.
+[ -z "${WANT[alertmanager]:-}" ] || ensure_monitor alertmanager "$ALERTMANAGER_PORT"
+[ -z "${WANT[prometheus]:-}" ] || ensure_monitor prometheus "$PROMETHEUS_PORT"
+print_table
