@@ -18,6 +18,17 @@ struct AppState {
     health: Health,
 }
 
+/// A registry for a service's metrics, with the process collector every exporter has
+/// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, …), so
+/// a service's own cost is visible next to what it measures.
+pub fn registry() -> prometheus::Result<Registry> {
+    let registry = Registry::new();
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(registry)
+}
+
 /// The router with the three endpoints. Services `merge` their own routes into it.
 pub fn router(registry: Registry, health: Health) -> Router {
     Router::new()
@@ -82,7 +93,7 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_is_503_until_readiness_checks_pass_and_metrics_has_help_and_type() {
-        let registry = Registry::new();
+        let registry = registry().unwrap();
         let health = Health::new(&registry).unwrap();
         health.register("kafka", true);
         let app = router(registry, health.clone());
@@ -100,5 +111,10 @@ mod tests {
         assert!(body.contains("# HELP health_status "), "{body}");
         assert!(body.contains("# TYPE health_status gauge"), "{body}");
         assert!(body.contains("\nhealth_status 1\n"), "{body}");
+        let rss = body
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(rss.is_some_and(|b| b > 0.0), "{body}");
     }
 }

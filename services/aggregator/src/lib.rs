@@ -57,7 +57,7 @@ pub struct Application {
 impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let registry = Registry::new();
+        let registry = fleet::http::registry()?;
         let health = Health::new(&registry)?;
         let metrics = Metrics::register(&registry, &config.calls_topic)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;

@@ -49,7 +49,7 @@ pub struct Application {
 impl Application {
     /// Registers metrics and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let registry = Registry::new();
+        let registry = fleet::http::registry()?;
         let health = Health::new(&registry)?;
         let metrics = Metrics::register(&registry)?;
         let addr = config.common.metrics_addr_or(METRICS_PORT);
