@@ -19,9 +19,10 @@ for arg in "$@"; do
 done
 
 dc_init
-# The file requires the passwords to be set; stopping does not need their values.
-if [ ! -f .env ]; then
-  export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-unused} GRAFANA_ADMIN_PASSWORD=${GRAFANA_ADMIN_PASSWORD:-unused}
-fi
+# The file requires the passwords to be set (no .env, or an empty value in it); stopping does
+# not need their values.
+for var in POSTGRES_PASSWORD GRAFANA_ADMIN_PASSWORD; do
+  if [ -z "${!var:-}" ] && [ -z "$(env_value "$var")" ]; then export "$var=unused"; fi
+done
 dc "${args[@]}"
 say "stopped${args[2]:+; volumes deleted}"
