@@ -80,7 +80,8 @@ log "docker-compose.yml against the Compose Specification"
 scripts/check-compose.sh
 log "end to end: the native stack"
 cargo build --workspace --locked --bins
-FLEET_BIN_DIR=target/debug scripts/e2e.sh
+FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug" \
+  scripts/e2e.sh
 # Test databases are named agg_test_*; drop the ones this run left behind.
 psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
   | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
