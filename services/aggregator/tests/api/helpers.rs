@@ -161,11 +161,16 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(args: Vec<String>) -> Self {
+        Self::spawn_with_trace(args, false).await
+    }
+
+    /// `trace`: continue the producers' traces found in message headers.
+    pub async fn spawn_with_trace(args: Vec<String>, trace: bool) -> Self {
         let config = Config::try_parse_from(args).unwrap();
         let app = Application::build(config).await.unwrap();
         let port = app.port();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone(), false));
+        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone(), trace));
         Self {
             port,
             shutdown,

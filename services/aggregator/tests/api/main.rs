@@ -9,3 +9,4 @@ mod bad_input;
 mod exactly_once;
 mod helpers;
 mod outages;
+mod tracing;
