@@ -12,6 +12,12 @@
 #
 #   scripts/bench-aggregator.sh            # N=1000000
 #   BENCH_CALLS=200000 scripts/bench-aggregator.sh
+#
+# For profiling: BENCH_AGG_LOG (the aggregator's RUST_LOG, default warn; e.g.
+# info,aggregator::flush=debug logs every flush), BENCH_KEEP_LOG=FILE (keep its log),
+# BENCH_AGG_WRAPPER (a command prefix, e.g. "perf record -a -o /tmp/perf.data --"; the CPU time
+# printed is then the wrapper's), BENCH_SKIP_MICRO=1 (skip the microbenchmark). The aggregator
+# reads its own settings from the environment as usual (e.g. LONG_CALL_THRESHOLD_SECS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -43,6 +43,16 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 now() { date +%s; }
 
+# Every numeric setting is checked before anything starts: one line naming the bad value.
+for setting in FLEET_AGGREGATOR_PORT FLEET_CALL_SIMULATOR_PORT FLEET_PROMETHEUS_PORT \
+  FLEET_ALERTMANAGER_PORT FLEET_SMTP_PORT FLEET_PG_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
+  value=${!setting:-}
+  if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]{0,4}$ && $value -le 65535 ]]; then
+    die "invalid value '$value' for $setting: expected a number from 1 to 65535"
+  fi
+done
+unset setting value
+
 # pid_of NAME: prints the pid of a live component started by local-up, else fails. The pid
 # must still run the command it was started with, so a recycled pid is never signalled.
 pid_of() {

@@ -1,6 +1,9 @@
 //! The HTTP face of every service: `GET /metrics` (Prometheus text format), `GET /livez`
 //! (the process answers) and `GET /readyz` (503 until the service can do its job).
 
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -8,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
@@ -18,10 +22,56 @@ struct AppState {
     health: Health,
 }
 
-/// A registry for a service's metrics, with the process collector every exporter has
-/// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, …), so
-/// a service's own cost is visible next to what it measures.
-pub fn registry() -> prometheus::Result<Registry> {
+/// What every service's HTTP face starts from: a metrics registry, the health gauges registered
+/// in it, and the bound listener. Services register their own metrics in `registry`, then
+/// [`spawn`](Endpoint::spawn) it with their own routes merged in.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub registry: Registry,
+    pub health: Health,
+    listener: TcpListener,
+}
+
+impl Endpoint {
+    /// Binds `addr` (port 0 picks a free one).
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+        let registry = registry()?;
+        let health = Health::new(&registry)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr}"))?;
+        Ok(Self {
+            registry,
+            health,
+            listener,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves `/metrics`, `/livez` and `/readyz` until `shutdown`.
+    pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<std::io::Result<()>> {
+        self.spawn_with(Router::new(), shutdown)
+    }
+
+    /// Serves the three endpoints and the service's own `routes` until `shutdown`.
+    pub fn spawn_with(
+        self,
+        routes: Router,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<std::io::Result<()>> {
+        let router = router(self.registry, self.health).merge(routes);
+        tokio::spawn(serve(self.listener, router, shutdown))
+    }
+}
+
+/// A registry with the process collector every exporter has (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, …), so a service's own cost is visible
+/// next to what it measures.
+fn registry() -> prometheus::Result<Registry> {
     let registry = Registry::new();
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),

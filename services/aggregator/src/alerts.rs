@@ -14,7 +14,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::IntCounterVec;
 use serde::Deserialize;
 
 use crate::store::AlertStore;
@@ -108,42 +108,18 @@ fn json_object(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
 }
 
-/// Counts notifications' alerts by status (`firing`, `resolved`) and rejected bodies.
-#[derive(Debug, Clone)]
-pub struct AlertMetrics {
-    received: IntCounterVec,
-}
-
-impl AlertMetrics {
-    /// Registers `aggregator_alerts_received_total{status}`.
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let received = IntCounterVec::new(
-            Opts::new(
-                "alerts_received_total",
-                "Alerts received from Alertmanager's webhook, by status (firing, resolved, rejected).",
-            )
-            .namespace("aggregator"),
-            &["status"],
-        )?;
-        registry.register(Box::new(received.clone()))?;
-        for status in ["firing", "resolved", "rejected"] {
-            received.with_label_values(&[status]);
-        }
-        Ok(Self { received })
-    }
-}
-
 #[derive(Clone)]
 struct AlertState {
     store: AlertStore,
-    metrics: AlertMetrics,
+    /// `aggregator_alerts_received_total{status}`.
+    received: IntCounterVec,
 }
 
 /// The `POST /alerts` route.
-pub fn router(store: AlertStore, metrics: AlertMetrics) -> Router {
+pub fn router(store: AlertStore, received: IntCounterVec) -> Router {
     Router::new()
         .route("/alerts", post(receive))
-        .with_state(AlertState { store, metrics })
+        .with_state(AlertState { store, received })
 }
 
 async fn receive(
@@ -151,11 +127,7 @@ async fn receive(
     body: Result<Json<Notification>, JsonRejection>,
 ) -> (StatusCode, String) {
     let rejected = |reason: String| {
-        state
-            .metrics
-            .received
-            .with_label_values(&["rejected"])
-            .inc();
+        state.received.with_label_values(&["rejected"]).inc();
         tracing::warn!(%reason, "alert notification rejected");
         (StatusCode::BAD_REQUEST, format!("{reason}\n"))
     };
@@ -173,7 +145,6 @@ async fn receive(
     }
     for row in &rows {
         state
-            .metrics
             .received
             .with_label_values(&[row.status.as_str()])
             .inc();

@@ -24,11 +24,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use fleet::health::Health;
+use fleet::http::Endpoint;
 use fleet::kafka::{Backoff, BrokerWatch, WatchedContext};
-use prometheus::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Rules;
@@ -47,9 +46,7 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
 #[derive(Debug)]
 pub struct Application {
     config: Config,
-    listener: TcpListener,
-    registry: Registry,
-    health: Health,
+    endpoint: Endpoint,
     metrics: Metrics,
     pool: Pool,
 }
@@ -57,19 +54,12 @@ pub struct Application {
 impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let registry = fleet::http::registry()?;
-        let health = Health::new(&registry)?;
-        let metrics = Metrics::register(&registry, &config.calls_topic)?;
+        let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
+        let metrics = Metrics::register(&endpoint.registry, &config.calls_topic)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
-        let addr = config.common.metrics_addr_or(METRICS_PORT);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("bind {addr}"))?;
         Ok(Self {
             config,
-            listener,
-            registry,
-            health,
+            endpoint,
             metrics,
             pool,
         })
@@ -77,7 +67,7 @@ impl Application {
 
     /// The bound HTTP port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.endpoint.port()
     }
 
     /// Runs until `shutdown`, then makes a final flush.
@@ -88,19 +78,17 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             config,
-            listener,
-            registry,
-            health,
+            endpoint,
             metrics,
             pool,
         } = self;
+        let health = endpoint.health.clone();
         let http_stop = CancellationToken::new();
-        let alert_metrics = alerts::AlertMetrics::register(&registry)?;
-        let router = fleet::http::router(registry, health.clone()).merge(alerts::router(
+        let alerts = alerts::router(
             store::AlertStore::new(pool.clone()),
-            alert_metrics,
-        ));
-        let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
+            metrics.alerts_received.clone(),
+        );
+        let server = endpoint.spawn_with(alerts, http_stop.clone());
 
         health.register(POSTGRES_CHECK, true);
         let watch = BrokerWatch::new(health.clone());

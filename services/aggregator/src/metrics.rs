@@ -36,6 +36,8 @@ pub struct Metrics {
     pub stored_calls: IntGauge,
     pub stored_call_duration_seconds: Gauge,
     pub stored_long_calls: IntGauge,
+    /// Alerts received on `POST /alerts`, by status.
+    pub alerts_received: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -146,6 +148,13 @@ impl Metrics {
                 "stored_long_calls",
                 "All-time long calls in PostgreSQL, as of this instance's last flush.",
             ))?,
+            alerts_received: IntCounterVec::new(
+                opts(
+                    "alerts_received_total",
+                    "Alerts received from Alertmanager's webhook, by status (firing, resolved, rejected).",
+                ),
+                &["status"],
+            )?,
         };
         registry.register(Box::new(m.calls.clone()))?;
         registry.register(Box::new(m.call_duration_seconds_total.clone()))?;
@@ -165,6 +174,7 @@ impl Metrics {
         registry.register(Box::new(m.stored_calls.clone()))?;
         registry.register(Box::new(m.stored_call_duration_seconds.clone()))?;
         registry.register(Box::new(m.stored_long_calls.clone()))?;
+        registry.register(Box::new(m.alerts_received.clone()))?;
         m.events_consumed.with_label_values(&[topic]);
         m.dead_letters.with_label_values(&[topic]);
         for reason in Invalid::ALL {
@@ -176,6 +186,9 @@ impl Metrics {
         }
         for table in ["call_stats_1m", "long_calls", "consumer_offsets"] {
             m.rows_written.with_label_values(&[table]);
+        }
+        for status in ["firing", "resolved", "rejected"] {
+            m.alerts_received.with_label_values(&[status]);
         }
         Ok(m)
     }

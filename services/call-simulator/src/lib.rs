@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
 use fleet::health::{Health, StallDetector};
+use fleet::http::Endpoint;
 use fleet::kafka::BrokerWatch;
-use prometheus::Registry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SimMode};
@@ -40,34 +39,25 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
 #[derive(Debug)]
 pub struct Application {
     config: Config,
-    listener: TcpListener,
-    registry: Registry,
-    health: Health,
+    endpoint: Endpoint,
     metrics: Metrics,
 }
 
 impl Application {
     /// Registers metrics and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let registry = fleet::http::registry()?;
-        let health = Health::new(&registry)?;
-        let metrics = Metrics::register(&registry)?;
-        let addr = config.common.metrics_addr_or(METRICS_PORT);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("bind {addr}"))?;
+        let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
+        let metrics = Metrics::register(&endpoint.registry)?;
         Ok(Self {
             config,
-            listener,
-            registry,
-            health,
+            endpoint,
             metrics,
         })
     }
 
     /// The bound HTTP port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.endpoint.port()
     }
 
     /// Runs until `SIM_MAX_CALLS` calls are sent or `shutdown` fires, then flushes.
@@ -79,14 +69,12 @@ impl Application {
     ) -> anyhow::Result<u64> {
         let Self {
             config,
-            listener,
-            registry,
-            health,
+            endpoint,
             metrics,
         } = self;
+        let health = endpoint.health.clone();
         let http_stop = CancellationToken::new();
-        let router = fleet::http::router(registry, health.clone());
-        let server = tokio::spawn(fleet::http::serve(listener, router, http_stop.clone()));
+        let server = endpoint.spawn(http_stop.clone());
 
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let watch = BrokerWatch::new(health.clone());
