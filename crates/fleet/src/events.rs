@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 /// Schema version of [`CallEvent`] written by this release.
 pub const CALL_SCHEMA_VERSION: u32 = 1;
+/// Schema version of [`HostSample`] written by this release.
+pub const HOST_SCHEMA_VERSION: u32 = 1;
 
 /// Default topic names; each is overridable by its service's settings.
 pub mod topics {
@@ -37,6 +39,71 @@ pub struct CallEvent {
     pub start_time: DateTime<Utc>,
     /// Duration in seconds, millisecond resolution, never zero.
     pub duration_secs: f64,
+}
+
+/// One sample of a host, as published on the host-metrics topic (keyed by `host`): every value
+/// taken at `time`, each with its unit. Per-device values (a core, a mount, an interface) carry
+/// the device; host-wide values have none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    /// Always [`HOST_SCHEMA_VERSION`] for messages written by this release.
+    pub schema_version: u32,
+    /// The host's id (`HOST_ID`, by default its hostname).
+    pub host: String,
+    /// When the sample was taken (UTC, RFC 3339 with milliseconds).
+    #[serde(with = "rfc3339_millis")]
+    pub time: DateTime<Utc>,
+    /// The values.
+    pub metrics: Vec<HostValue>,
+}
+
+/// One value of a [`HostSample`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostValue {
+    /// What was measured, e.g. `cpu_usage`, `memory_available`, `network_receive_rate`.
+    pub metric: String,
+    /// The core, mount point, block device or interface; absent for host-wide values.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    /// The value, always finite.
+    pub value: f64,
+    /// Its unit.
+    pub unit: Unit,
+}
+
+/// Units of host values: base units, as Prometheus uses them, except CPU and memory usage in
+/// percent, as the demo this replaces reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Percent,
+    Bytes,
+    BytesPerSecond,
+    Packets,
+    PacketsPerSecond,
+    Hertz,
+    Seconds,
+    /// Load average: runnable and uninterruptible tasks.
+    Tasks,
+    /// A plain count (processes, cores).
+    Count,
+}
+
+impl Unit {
+    /// The name used on the wire and in the `unit` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Percent => "percent",
+            Self::Bytes => "bytes",
+            Self::BytesPerSecond => "bytes_per_second",
+            Self::Packets => "packets",
+            Self::PacketsPerSecond => "packets_per_second",
+            Self::Hertz => "hertz",
+            Self::Seconds => "seconds",
+            Self::Tasks => "tasks",
+            Self::Count => "count",
+        }
+    }
 }
 
 mod rfc3339_millis {
@@ -75,5 +142,35 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<CallEvent>(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn host_sample_round_trips_and_omits_empty_devices() {
+        let sample = HostSample {
+            schema_version: HOST_SCHEMA_VERSION,
+            host: "web-1".into(),
+            time: DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+            metrics: vec![
+                HostValue {
+                    metric: "cpu_usage".into(),
+                    device: String::new(),
+                    value: 12.5,
+                    unit: Unit::Percent,
+                },
+                HostValue {
+                    metric: "network_receive_rate".into(),
+                    device: "eth0".into(),
+                    value: 1024.0,
+                    unit: Unit::BytesPerSecond,
+                },
+            ],
+        };
+        let json = serde_json::to_string(&sample).unwrap();
+        assert!(
+            json.contains(r#"{"metric":"cpu_usage","value":12.5,"unit":"percent"}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""unit":"bytes_per_second""#), "{json}");
+        assert_eq!(serde_json::from_str::<HostSample>(&json).unwrap(), sample);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use aggregator::batch::{Batch, Rules};
 use aggregator::decode::{check_time, decode_call};
+use aggregator::topics::Source;
 use call_simulator::generator::CallGenerator;
 
 const N: usize = 1_000_000;
@@ -22,7 +23,7 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
         let started = Instant::now();
         for (offset, (key, payload)) in messages.iter().enumerate() {
             let offset = offset as i64;
-            batch.advance(0, offset, || -1);
+            batch.advance(Source::Calls, 0, offset, || -1);
             if let Ok(call) = decode_call(Some(key), Some(payload), 65_536)
                 .and_then(|c| check_time(c.start_ms, now_ms, 86_400_000).map(|()| c))
             {

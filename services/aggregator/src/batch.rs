@@ -1,14 +1,20 @@
 //! The pure core of aggregation: a [`Batch`] collects, between two flushes, the deltas of every
-//! event-time window touched, the long calls, the dead letters, and how far each partition got.
-//! A flush writes the whole batch in one transaction, so a batch is the unit of exactly-once.
+//! event-time window touched, the long calls, the host samples, the dead letters, and how far
+//! each partition got. A flush writes the whole batch in one transaction, so a batch is the
+//! unit of exactly-once.
 
 use std::collections::HashMap;
 
+use fleet::events::{HostSample, Unit};
+
 use crate::decode::{Call, Invalid};
+use crate::topics::Source;
 
 /// Rough per-entry overheads for the memory budget (struct, map slot, allocation headers).
 const LONG_CALL_OVERHEAD: usize = 96;
 const DEAD_LETTER_OVERHEAD: usize = 128;
+const HOST_VALUE_OVERHEAD: usize = 64;
+const HOST_WINDOW_OVERHEAD: usize = 160;
 
 /// Additive statistics of one window; merging two deltas is associative and commutative, which
 /// is what lets late events and several aggregators add into the same row.
@@ -65,6 +71,7 @@ pub struct LongCall {
 /// An invalid message, kept byte for byte for the dead-letter topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
+    pub source: Source,
     pub partition: i32,
     pub offset: i64,
     pub reason: Invalid,
@@ -76,12 +83,63 @@ pub struct DeadLetter {
 /// `expected` is the fence (`-1`: no stored offset yet), `next` the offset to store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    pub source: Source,
     pub partition: i32,
     pub expected: i64,
     pub next: i64,
 }
 
-/// Everything consumed from one topic since the last flush.
+/// Statistics of one host value in one window. `last` is the value with the latest time, so
+/// merging stays order-independent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostWindow {
+    pub unit: Unit,
+    pub samples: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last_ms: i64,
+    pub last: f64,
+}
+
+impl HostWindow {
+    fn single(unit: Unit, time_ms: i64, value: f64) -> Self {
+        Self {
+            unit,
+            samples: 1,
+            sum: value,
+            min: value,
+            max: value,
+            last_ms: time_ms,
+            last: value,
+        }
+    }
+
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        self.samples += other.samples;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if other.last_ms >= self.last_ms {
+            self.last_ms = other.last_ms;
+            self.last = other.last;
+            self.unit = other.unit;
+        }
+    }
+}
+
+/// Which series and window a [`HostWindow`] belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostWindowKey {
+    pub host: String,
+    pub metric: String,
+    pub device: String,
+    /// Window start, seconds since the epoch.
+    pub window: i64,
+}
+
+/// Everything consumed since the last flush, from every topic.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// Window deltas keyed by window start (seconds since the epoch).
@@ -93,6 +151,11 @@ pub struct Batch {
     pub calls: u64,
     /// Sum of their durations, in milliseconds.
     pub duration_ms: i64,
+    /// Valid host samples, each stored raw (one row per value).
+    pub host_samples: Vec<HostSample>,
+    /// Host values in the samples.
+    pub host_values: u64,
+    pub host_windows: HashMap<HostWindowKey, HostWindow>,
     approx_bytes: usize,
 }
 
@@ -137,6 +200,32 @@ impl Batch {
         }
     }
 
+    /// Adds a valid host sample.
+    pub fn record_host_sample(&mut self, rules: &Rules, sample: HostSample) {
+        let time_ms = sample.time.timestamp_millis();
+        let window = rules.window_of(time_ms);
+        for v in &sample.metrics {
+            let single = HostWindow::single(v.unit, time_ms, v.value);
+            let key = HostWindowKey {
+                host: sample.host.clone(),
+                metric: v.metric.clone(),
+                device: v.device.clone(),
+                window,
+            };
+            match self.host_windows.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&single),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    self.approx_bytes +=
+                        HOST_WINDOW_OVERHEAD + sample.host.len() + v.metric.len() + v.device.len();
+                    e.insert(single);
+                }
+            }
+            self.approx_bytes += HOST_VALUE_OVERHEAD + v.metric.len() + v.device.len();
+        }
+        self.host_values += sample.metrics.len() as u64;
+        self.host_samples.push(sample);
+    }
+
     /// Keeps an invalid message for the dead-letter topic.
     pub fn record_dead_letter(&mut self, letter: DeadLetter) {
         self.approx_bytes += DEAD_LETTER_OVERHEAD
@@ -145,12 +234,23 @@ impl Batch {
         self.dead_letters.push(letter);
     }
 
-    /// Notes that `offset` of `partition` is covered by this batch. `expected` is consulted
-    /// only the first time the partition appears in the batch.
-    pub fn advance(&mut self, partition: i32, offset: i64, expected: impl FnOnce() -> i64) {
-        match self.progress.iter_mut().find(|p| p.partition == partition) {
+    /// Notes that `offset` of `source`'s `partition` is covered by this batch. `expected` is
+    /// consulted only the first time the partition appears in the batch.
+    pub fn advance(
+        &mut self,
+        source: Source,
+        partition: i32,
+        offset: i64,
+        expected: impl FnOnce() -> i64,
+    ) {
+        match self
+            .progress
+            .iter_mut()
+            .find(|p| p.partition == partition && p.source == source)
+        {
             Some(p) => p.next = p.next.max(offset + 1),
             None => self.progress.push(Progress {
+                source,
                 partition,
                 expected: expected(),
                 next: offset + 1,
@@ -165,7 +265,7 @@ impl Batch {
 
     /// Kafka messages the batch covers (valid or not).
     pub fn messages(&self) -> u64 {
-        self.calls + self.dead_letters.len() as u64
+        self.calls + self.host_samples.len() as u64 + self.dead_letters.len() as u64
     }
 
     /// Approximate heap held by the batch, for the memory budget.
@@ -178,6 +278,13 @@ impl Batch {
     pub fn sorted_windows(&self) -> Vec<(i64, WindowDelta)> {
         let mut windows: Vec<_> = self.windows.iter().map(|(k, v)| (*k, *v)).collect();
         windows.sort_unstable_by_key(|(start, _)| *start);
+        windows
+    }
+
+    /// Host windows in key order, for the same reason as [`Self::sorted_windows`].
+    pub fn sorted_host_windows(&self) -> Vec<(&HostWindowKey, &HostWindow)> {
+        let mut windows: Vec<_> = self.host_windows.iter().collect();
+        windows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         windows
     }
 }

@@ -6,6 +6,8 @@ use clap::Parser;
 use fleet::config::CommonArgs;
 use fleet::events::topics;
 
+use crate::topics::Topics;
+
 /// Consumes the call stream, aggregates it in event-time windows and persists it to
 /// PostgreSQL with an exactly-once effect.
 #[derive(Debug, Clone, Parser)]
@@ -17,6 +19,10 @@ pub struct Config {
     /// Topic of the calls.
     #[arg(long, env = "CALLS_TOPIC", default_value = topics::CALLS)]
     pub calls_topic: String,
+
+    /// Topic of the host samples.
+    #[arg(long, env = "HOST_METRICS_TOPIC", default_value = topics::HOST_METRICS)]
+    pub host_metrics_topic: String,
 
     /// Dead-letter topic: invalid messages are copied there unchanged.
     #[arg(long, env = "DLQ_TOPIC", default_value = topics::DLQ)]
@@ -77,6 +83,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The consumed topics; an error names the clash when two are the same.
+    pub fn topics(&self) -> Result<Topics, String> {
+        Topics::new(self.calls_topic.clone(), self.host_metrics_topic.clone())
+    }
+
     /// The flush interval as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.agg_flush_interval_ms)

@@ -29,10 +29,12 @@ use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::batch::{Batch, DeadLetter, Rules};
-use crate::decode::{check_time, decode_call};
+use crate::decode::host::decode_host;
+use crate::decode::{Invalid, check_time, decode_call};
 use crate::flush::{FlushFailure, Flushed, Flusher};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::topics::{Source, Topics, Tp};
 
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
@@ -63,23 +65,23 @@ pub struct AggregatorContext {
     metrics: Metrics,
     store: Store,
     runtime: Handle,
-    topic: String,
+    topics: Topics,
     shutdown: CancellationToken,
     /// Stored next offset per assigned partition (-1: none stored yet).
-    assigned: Mutex<HashMap<i32, i64>>,
+    assigned: Mutex<HashMap<Tp, i64>>,
     /// Set by the rebalance callback: the loop must drop its batch and re-read `assigned`.
     reassigned: AtomicBool,
     in_flight: Mutex<Option<InFlight>>,
 }
 
 impl AggregatorContext {
-    /// A context for consuming `topic`.
+    /// A context for consuming `topics`.
     pub fn new(
         watch: BrokerWatch,
         metrics: Metrics,
         store: Store,
         runtime: Handle,
-        topic: String,
+        topics: Topics,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -87,7 +89,7 @@ impl AggregatorContext {
             metrics,
             store,
             runtime,
-            topic,
+            topics,
             shutdown,
             assigned: Mutex::default(),
             reassigned: AtomicBool::new(false),
@@ -97,7 +99,7 @@ impl AggregatorContext {
 
     /// Reads the stored offsets of `partitions`, retrying while PostgreSQL is unreachable.
     /// `None` if shutdown came first.
-    fn stored_offsets(&self, partitions: &[i32]) -> Option<HashMap<i32, i64>> {
+    fn stored_offsets(&self, partitions: &[Tp]) -> Option<HashMap<Tp, i64>> {
         let mut backoff = fleet::kafka::Backoff::new(Duration::from_secs(5));
         loop {
             match self.runtime.block_on(self.store.load_offsets(partitions)) {
@@ -116,17 +118,22 @@ impl AggregatorContext {
         }
     }
 
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
-        let partitions: Vec<i32> = tpl
-            .elements_for_topic(&self.topic)
+    /// The partitions of `tpl` that belong to topics we consume.
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<Tp> {
+        tpl.elements()
             .iter()
-            .map(|e| e.partition())
-            .collect();
+            .filter_map(|e| Some((self.topics.source_of(e.topic())?, e.partition())))
+            .collect()
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions = self.partitions_of(tpl);
         let stored = self.stored_offsets(&partitions).unwrap_or_default();
         let mut seeded = TopicPartitionList::new();
-        for (partition, next) in &stored {
+        for ((source, partition), next) in &stored {
             let offset = resume_at(*next);
-            if let Err(err) = seeded.add_partition_offset(&self.topic, *partition, offset) {
+            let topic = self.topics.name(*source);
+            if let Err(err) = seeded.add_partition_offset(topic, *partition, offset) {
                 tracing::error!(%err, partition, "cannot build assignment");
             }
         }
@@ -164,7 +171,7 @@ impl AggregatorContext {
                 }
             }
         }
-        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let revoked = self.partitions_of(tpl);
         tracing::info!(
             ?revoked,
             "partitions revoked, unflushed data dropped (it will be re-read)"
@@ -181,10 +188,10 @@ impl AggregatorContext {
         self.metrics.assigned_partitions.set(assigned.len() as i64);
         // Partitions we keep (cooperative protocol) must also drop their unflushed data:
         // rewind them to what is stored.
-        for (partition, next) in assigned.iter() {
+        for ((source, partition), next) in assigned.iter() {
             let offset = resume_at(*next);
-            if let Err(err) = consumer.seek(&self.topic, *partition, offset, Duration::from_secs(5))
-            {
+            let topic = self.topics.name(*source);
+            if let Err(err) = consumer.seek(topic, *partition, offset, Duration::from_secs(5)) {
                 tracing::warn!(%err, partition, "rewind failed");
             }
         }
@@ -205,6 +212,7 @@ impl AggregatorContext {
         m.call_duration_seconds_total
             .inc_by(batch.duration_ms as f64 / 1000.0);
         m.long_calls.inc_by(batch.long_calls.len() as u64);
+        m.host_samples.inc_by(batch.host_samples.len() as u64);
         m.flush_duration.observe(flushed.took.as_secs_f64());
         m.rows_written
             .with_label_values(&["call_stats_1m"])
@@ -215,18 +223,26 @@ impl AggregatorContext {
         m.rows_written
             .with_label_values(&["consumer_offsets"])
             .inc_by(flushed.written.offsets);
-        m.stored_calls.set(flushed.totals.calls);
-        m.stored_call_duration_seconds
-            .set(flushed.totals.duration_ms as f64 / 1000.0);
-        m.stored_long_calls.set(flushed.totals.long_calls);
+        m.rows_written
+            .with_label_values(&["system_metrics"])
+            .inc_by(flushed.written.system_metrics);
+        m.rows_written
+            .with_label_values(&["host_metrics_1m"])
+            .inc_by(flushed.written.host_windows);
+        if let Some(totals) = flushed.totals {
+            m.stored_calls.set(totals.calls);
+            m.stored_call_duration_seconds
+                .set(totals.duration_ms as f64 / 1000.0);
+            m.stored_long_calls.set(totals.long_calls);
+        }
         let mut commit = TopicPartitionList::new();
         {
             let mut assigned = lock(&self.assigned);
             for p in &batch.progress {
-                if let Some(stored) = assigned.get_mut(&p.partition) {
+                if let Some(stored) = assigned.get_mut(&(p.source, p.partition)) {
                     *stored = p.next;
                     let _ = commit.add_partition_offset(
-                        &self.topic,
+                        self.topics.name(p.source),
                         p.partition,
                         Offset::Offset(p.next),
                     );
@@ -246,12 +262,15 @@ impl AggregatorContext {
 impl ClientContext for AggregatorContext {
     fn stats(&self, statistics: Statistics) {
         self.watch.on_stats(&statistics);
-        if let Some(topic) = statistics.topics.get(&self.topic) {
+        for name in self.topics.names() {
+            let Some(topic) = statistics.topics.get(name) else {
+                continue;
+            };
             for (partition, p) in &topic.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
-                        .with_label_values(&[&self.topic, &partition.to_string()])
+                        .with_label_values(&[name, &partition.to_string()])
                         .set(p.consumer_lag);
                 }
             }
@@ -318,7 +337,7 @@ pub struct ConsumeLoop {
     shutdown: CancellationToken,
     batch: Batch,
     /// Fence per partition for the next batch: the `next` of the last batch handed off.
-    expected: HashMap<i32, i64>,
+    expected: HashMap<Tp, i64>,
     last_flush: Instant,
     stall: StallDetector,
     paused: bool,
@@ -368,8 +387,9 @@ impl ConsumeLoop {
     /// Runs until shutdown, then makes a final flush.
     pub fn run(mut self) {
         let metrics = self.context().metrics.clone();
-        let topic = self.context().topic.clone();
-        let consumed = metrics.events_consumed.with_label_values(&[&topic]);
+        let topics = self.context().topics.clone();
+        let consumed =
+            Source::ALL.map(|s| metrics.events_consumed.with_label_values(&[topics.name(s)]));
         let durations = metrics.call_duration.local();
         while !self.shutdown.is_cancelled() {
             self.poll_settled_flush();
@@ -399,15 +419,19 @@ impl ConsumeLoop {
                 }
                 match polled {
                     Ok(message) => {
-                        consumed.inc();
+                        let Some(source) = topics.source_of(message.topic()) else {
+                            continue; // not subscribed; cannot happen
+                        };
+                        consumed[source as usize].inc();
                         let duration = process(
                             &mut self.batch,
                             &mut self.expected,
                             &self.settings,
+                            source,
                             &message,
                             now_ms,
                             &metrics,
-                            &topic,
+                            topics.name(source),
                         );
                         if let Some(secs) = duration {
                             durations.observe(secs);
@@ -505,10 +529,11 @@ impl ConsumeLoop {
     fn start_flush(&mut self) {
         let batch = Arc::new(std::mem::take(&mut self.batch));
         for p in &batch.progress {
-            self.expected.insert(p.partition, p.next);
+            self.expected.insert((p.source, p.partition), p.next);
         }
         let span = match self.aggregate_span.take() {
-            Some((parent, _)) => tracing::info_span!(parent: &parent, "flush", calls = batch.calls),
+            Some((parent, _)) => tracing::info_span!(parent: &parent, "flush",
+                calls = batch.calls, host_samples = batch.host_samples.len()),
             None => tracing::Span::none(),
         };
         let (tx, rx) = mpsc::channel();
@@ -553,18 +578,17 @@ impl ConsumeLoop {
 
     /// Drops unflushed data and seeks every assigned partition back to its stored offset.
     fn rewind(&mut self) {
-        let partitions: Vec<i32> = lock(&self.context().assigned).keys().copied().collect();
+        let partitions: Vec<Tp> = lock(&self.context().assigned).keys().copied().collect();
         let Some(stored) = self.context().stored_offsets(&partitions) else {
             return;
         };
-        for (partition, next) in &stored {
+        for ((source, partition), next) in &stored {
             let offset = resume_at(*next);
-            if let Err(err) = self.consumer.seek(
-                &self.context().topic,
-                *partition,
-                offset,
-                Duration::from_secs(5),
-            ) {
+            let topic = self.context().topics.name(*source);
+            if let Err(err) = self
+                .consumer
+                .seek(topic, *partition, offset, Duration::from_secs(5))
+            {
                 tracing::warn!(%err, partition, "seek failed");
             }
         }
@@ -599,33 +623,51 @@ impl ConsumeLoop {
     }
 }
 
-/// Decodes one message into the batch; returns the call's duration in seconds when valid.
+/// Decodes one message of `source` into the batch; returns a call's duration in seconds when
+/// the message is a valid call.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's state, passed apart to borrow it"
+)]
 fn process(
     batch: &mut Batch,
-    expected: &mut HashMap<i32, i64>,
+    expected: &mut HashMap<Tp, i64>,
     settings: &LoopSettings,
+    source: Source,
     message: &BorrowedMessage<'_>,
     now_ms: i64,
     metrics: &Metrics,
     topic: &str,
 ) -> Option<f64> {
     let (partition, offset) = (message.partition(), message.offset());
-    batch.advance(partition, offset, || {
-        expected.get(&partition).copied().unwrap_or(-1)
+    batch.advance(source, partition, offset, || {
+        expected.get(&(source, partition)).copied().unwrap_or(-1)
     });
-    let decoded = decode_call(message.key(), message.payload(), settings.max_message_bytes)
-        .and_then(|call| {
-            check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call)
-        });
-    match decoded {
-        Ok(call) => {
-            batch.record_call(&settings.rules, &call, partition, offset);
-            if call.duration_ms > settings.rules.long_call_threshold_ms {
-                tracing::debug!(caller = %call.caller, callee = %call.callee,
-                    duration_ms = call.duration_ms, "long call");
-            }
-            Some(call.duration_ms as f64 / 1000.0)
-        }
+    let result: Result<Option<f64>, Invalid> = match source {
+        Source::Calls => decode_call(message.key(), message.payload(), settings.max_message_bytes)
+            .and_then(|call| {
+                check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call)
+            })
+            .map(|call| {
+                batch.record_call(&settings.rules, &call, partition, offset);
+                if call.duration_ms > settings.rules.long_call_threshold_ms {
+                    tracing::debug!(caller = %call.caller, callee = %call.callee,
+                            duration_ms = call.duration_ms, "long call");
+                }
+                Some(call.duration_ms as f64 / 1000.0)
+            }),
+        Source::Hosts => decode_host(message.payload(), settings.max_message_bytes)
+            .and_then(|sample| {
+                let time_ms = sample.time.timestamp_millis();
+                check_time(time_ms, now_ms, settings.max_lateness_ms).map(|()| sample)
+            })
+            .map(|sample| {
+                batch.record_host_sample(&settings.rules, sample);
+                None
+            }),
+    };
+    match result {
+        Ok(duration) => duration,
         Err(reason) => {
             metrics
                 .invalid_events
@@ -638,6 +680,7 @@ fn process(
                 "invalid message"
             );
             batch.record_dead_letter(DeadLetter {
+                source,
                 partition,
                 offset,
                 reason,

@@ -6,12 +6,14 @@
 //! - (b) `{"key":"<caller>","value":{…fields of (a)…}}`;
 //! - (c) a JSON string whose content is (a).
 //!
-//! Pure functions: bytes in, a [`Call`] or an [`Invalid`] reason out.
+//! Pure functions: bytes in, a [`Call`] or an [`Invalid`] reason out. Host samples: [`host`].
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
+
+pub mod host;
 
 /// The longest call we believe (24 h); anything longer is `invalid_duration`.
 pub const MAX_CALL_DURATION_MS: i64 = 86_400_000;
@@ -50,11 +52,13 @@ pub enum Invalid {
     InvalidDuration,
     /// Start time unparseable, too old or too far in the future.
     OutOfRange,
+    /// A host sample with an empty or overlong name, or no values.
+    InvalidValue,
 }
 
 impl Invalid {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [Invalid; 8] = [
+    pub const ALL: [Invalid; 9] = [
         Self::Oversize,
         Self::Empty,
         Self::NotJson,
@@ -63,6 +67,7 @@ impl Invalid {
         Self::UnsupportedVersion,
         Self::InvalidDuration,
         Self::OutOfRange,
+        Self::InvalidValue,
     ];
 
     /// The label value.
@@ -76,6 +81,7 @@ impl Invalid {
             Self::UnsupportedVersion => "unsupported_version",
             Self::InvalidDuration => "invalid_duration",
             Self::OutOfRange => "out_of_range",
+            Self::InvalidValue => "invalid_value",
         }
     }
 }
@@ -145,7 +151,7 @@ fn into_owned(call: Call<'_>) -> Call<'static> {
     }
 }
 
-fn classify(err: serde_json::Error) -> Invalid {
+pub(crate) fn classify(err: serde_json::Error) -> Invalid {
     match err.classify() {
         serde_json::error::Category::Data => Invalid::WrongType,
         _ => Invalid::NotJson,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{Batch, DeadLetter};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Totals, Written};
+use crate::topics::Topics;
 
 /// Name of the health check fed by flush results and idle pings.
 pub const POSTGRES_CHECK: &str = "postgres";
@@ -30,7 +31,8 @@ pub enum FlushFailure {
 /// A committed flush.
 #[derive(Debug, Clone, Copy)]
 pub struct Flushed {
-    pub totals: Totals,
+    /// `None` when the batch held no call.
+    pub totals: Option<Totals>,
     pub written: Written,
     pub took: Duration,
 }
@@ -41,7 +43,7 @@ pub struct Flusher {
     pub store: Store,
     pub dlq: FutureProducer<WatchedContext>,
     pub dlq_topic: String,
-    pub source_topic: String,
+    pub topics: Topics,
     pub metrics: Metrics,
     pub health: Health,
     /// Cancelled when retries must stop (the shutdown deadline).
@@ -80,6 +82,7 @@ impl Flusher {
                         tracing::debug!(
                             messages = batch.messages(),
                             long_calls = written.long_calls,
+                            host_values = written.system_metrics,
                             windows = written.windows,
                             took_ms = took.as_millis(),
                             "flushed"
@@ -117,10 +120,11 @@ impl Flusher {
     /// Produces every dead letter and waits for all acknowledgements.
     async fn deliver(&self, letters: &[DeadLetter]) -> Result<(), rdkafka::error::KafkaError> {
         let sends = letters.iter().map(|letter| {
+            let source_topic = self.topics.name(letter.source);
             let partition = letter.partition.to_string();
             let offset = letter.offset.to_string();
             let headers = OwnedHeaders::new()
-                .insert(header("fleet.dlq.source.topic", &self.source_topic))
+                .insert(header("fleet.dlq.source.topic", source_topic))
                 .insert(header("fleet.dlq.source.partition", &partition))
                 .insert(header("fleet.dlq.source.offset", &offset))
                 .insert(header("fleet.dlq.reason", letter.reason.as_str()));
@@ -136,10 +140,12 @@ impl Flusher {
             async move { send.await.map_err(|(err, _)| err) }
         });
         try_join_all(sends).await?;
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&self.source_topic])
-            .inc_by(letters.len() as u64);
+        for letter in letters {
+            self.metrics
+                .dead_letters
+                .with_label_values(&[self.topics.name(letter.source)])
+                .inc();
+        }
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
-//! `aggregator`: consumes the call stream, aggregates it in tumbling event-time windows and
-//! persists it to PostgreSQL with an exactly-once effect (see [`store`] for the guarantee).
+//! `aggregator`: consumes the call stream and the host samples, aggregates them in tumbling
+//! event-time windows and persists them to PostgreSQL with an exactly-once effect (see
+//! [`store`] for the guarantee).
 //!
-//! - [`config`] — settings.
-//! - [`decode`] — pure decoding of the current and legacy call formats, with reasons.
+//! - [`config`] — settings; [`topics`] — what each consumed topic carries.
+//! - [`decode`] — pure decoding of calls (current and legacy formats) and host samples, with
+//!   reasons.
 //! - [`batch`] — pure aggregation of a flush interval's worth of events.
 //! - [`consumer`] — the consume loop, rebalances and offsets.
 //! - [`flush`] — one flush job: dead letters, then the transaction, with retries.
@@ -18,6 +20,7 @@ pub mod decode;
 pub mod flush;
 pub mod metrics;
 pub mod store;
+pub mod topics;
 
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
 use crate::flush::{Flusher, POSTGRES_CHECK};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::topics::Topics;
 
 /// Default port of the metrics endpoint.
 pub const METRICS_PORT: u16 = 6066;
@@ -46,6 +50,7 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
 #[derive(Debug)]
 pub struct Application {
     config: Config,
+    topics: Topics,
     endpoint: Endpoint,
     metrics: Metrics,
     pool: Pool,
@@ -54,11 +59,13 @@ pub struct Application {
 impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let topics = config.topics().map_err(anyhow::Error::msg)?;
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
-        let metrics = Metrics::register(&endpoint.registry, &config.calls_topic)?;
+        let metrics = Metrics::register(&endpoint.registry, &topics)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
         Ok(Self {
             config,
+            topics,
             endpoint,
             metrics,
             pool,
@@ -78,6 +85,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             config,
+            topics,
             endpoint,
             metrics,
             pool,
@@ -99,7 +107,7 @@ impl Application {
         let store = Store::new(
             pool.clone(),
             config.consumer_group.clone(),
-            config.calls_topic.clone(),
+            topics.clone(),
             config.agg_window_secs as i32,
         );
         let totals = store.load_totals().await.context("read totals")?;
@@ -110,12 +118,13 @@ impl Application {
         metrics.stored_long_calls.set(totals.long_calls);
 
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
-        let topics = [config.calls_topic.as_str(), config.dlq_topic.as_str()];
+        let mut all_topics = topics.names();
+        all_topics.push(config.dlq_topic.as_str());
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        if !fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await? {
+        if !fleet::kafka::ensure_topics(&base, &all_topics, partitions, rf, &shutdown).await? {
             http_stop.cancel();
             return Ok(());
         }
@@ -128,13 +137,14 @@ impl Application {
         })
         .context("create dead-letter producer")?;
 
-        let consumer = create_consumer(&config, &base, watch, &metrics, &store, &shutdown)?;
+        let consumer =
+            create_consumer(&config, &topics, &base, watch, &metrics, &store, &shutdown)?;
         let abandon = CancellationToken::new();
         let flusher = Flusher {
             store: store.clone(),
             dlq,
             dlq_topic: config.dlq_topic.clone(),
-            source_topic: config.calls_topic.clone(),
+            topics: topics.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
             abandon,
@@ -153,7 +163,7 @@ impl Application {
         };
         let pinger = tokio::spawn(ping_postgres(store, health.clone(), shutdown.clone()));
         let consume = ConsumeLoop::new(consumer, flusher, settings, health, shutdown.clone());
-        tracing::info!(topic = %config.calls_topic, group = %config.consumer_group, "consuming");
+        tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
         tokio::task::spawn_blocking(move || consume.run())
             .await
             .context("consume loop panicked")?;
@@ -167,6 +177,7 @@ impl Application {
 
 fn create_consumer(
     config: &Config,
+    topics: &Topics,
     base: &rdkafka::ClientConfig,
     watch: BrokerWatch,
     metrics: &Metrics,
@@ -201,15 +212,13 @@ fn create_consumer(
         metrics.clone(),
         store.clone(),
         tokio::runtime::Handle::current(),
-        config.calls_topic.clone(),
+        topics.clone(),
         shutdown.clone(),
     );
     let consumer: BaseConsumer<AggregatorContext> = consumer_config
         .create_with_context(context)
         .context("create Kafka consumer")?;
-    consumer
-        .subscribe(&[&config.calls_topic])
-        .context("subscribe")?;
+    consumer.subscribe(&topics.names()).context("subscribe")?;
     Ok(consumer)
 }
 

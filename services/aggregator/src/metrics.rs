@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::decode::Invalid;
+use crate::topics::Topics;
 
 const NS: &str = "aggregator";
 
@@ -20,6 +21,8 @@ pub struct Metrics {
     pub call_duration_seconds_total: Counter,
     /// Long calls durably stored by this process.
     pub long_calls: IntCounter,
+    /// Host samples durably stored by this process.
+    pub host_samples: IntCounter,
     /// Durations of decoded calls.
     pub call_duration: Histogram,
     pub events_consumed: IntCounterVec,
@@ -45,9 +48,9 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
-    /// Creates and registers every metric; pre-creates the label values of `topic` so that
+    /// Creates and registers every metric; pre-creates the label values of `topics` so that
     /// rates start at zero instead of appearing with the first event.
-    pub fn register(registry: &Registry, topic: &str) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry, topics: &Topics) -> prometheus::Result<Self> {
         let m = Self {
             calls: IntCounter::with_opts(opts(
                 "calls_total",
@@ -60,6 +63,10 @@ impl Metrics {
             long_calls: IntCounter::with_opts(opts(
                 "long_calls_total",
                 "Calls longer than LONG_CALL_THRESHOLD_SECS stored by this process.",
+            ))?,
+            host_samples: IntCounter::with_opts(opts(
+                "host_samples_total",
+                "Host samples stored in PostgreSQL by this process.",
             ))?,
             call_duration: Histogram::with_opts(
                 HistogramOpts::new("call_duration_seconds", "Durations of the decoded calls.")
@@ -159,6 +166,7 @@ impl Metrics {
         registry.register(Box::new(m.calls.clone()))?;
         registry.register(Box::new(m.call_duration_seconds_total.clone()))?;
         registry.register(Box::new(m.long_calls.clone()))?;
+        registry.register(Box::new(m.host_samples.clone()))?;
         registry.register(Box::new(m.call_duration.clone()))?;
         registry.register(Box::new(m.events_consumed.clone()))?;
         registry.register(Box::new(m.invalid_events.clone()))?;
@@ -175,16 +183,24 @@ impl Metrics {
         registry.register(Box::new(m.stored_call_duration_seconds.clone()))?;
         registry.register(Box::new(m.stored_long_calls.clone()))?;
         registry.register(Box::new(m.alerts_received.clone()))?;
-        m.events_consumed.with_label_values(&[topic]);
-        m.dead_letters.with_label_values(&[topic]);
-        for reason in Invalid::ALL {
-            m.invalid_events
-                .with_label_values(&[topic, reason.as_str()]);
+        for topic in topics.names() {
+            m.events_consumed.with_label_values(&[topic]);
+            m.dead_letters.with_label_values(&[topic]);
+            for reason in Invalid::ALL {
+                m.invalid_events
+                    .with_label_values(&[topic, reason.as_str()]);
+            }
         }
         for kind in ["postgres", "dlq", "fenced"] {
             m.flush_errors.with_label_values(&[kind]);
         }
-        for table in ["call_stats_1m", "long_calls", "consumer_offsets"] {
+        for table in [
+            "call_stats_1m",
+            "long_calls",
+            "consumer_offsets",
+            "system_metrics",
+            "host_metrics_1m",
+        ] {
             m.rows_written.with_label_values(&[table]);
         }
         for status in ["firing", "resolved", "rejected"] {

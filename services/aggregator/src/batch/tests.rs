@@ -1,5 +1,8 @@
 use std::borrow::Cow;
 
+use chrono::DateTime;
+use fleet::events::HostValue;
+
 use super::*;
 
 const RULES: Rules = Rules {
@@ -104,21 +107,33 @@ fn merging_deltas_is_order_independent() {
 fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
     let mut batch = Batch::default();
     assert!(batch.is_empty());
-    batch.advance(2, 40, || 40);
-    batch.advance(2, 41, || unreachable!("asked only once per partition"));
-    batch.advance(5, 0, || -1);
+    batch.advance(Source::Calls, 2, 40, || 40);
+    batch.advance(Source::Calls, 2, 41, || {
+        unreachable!("asked only once per partition")
+    });
+    batch.advance(Source::Calls, 5, 0, || -1);
+    // Same partition number, another topic: its own fence.
+    batch.advance(Source::Hosts, 2, 7, || 7);
     assert_eq!(
         batch.progress,
         vec![
             Progress {
+                source: Source::Calls,
                 partition: 2,
                 expected: 40,
                 next: 42
             },
             Progress {
+                source: Source::Calls,
                 partition: 5,
                 expected: -1,
                 next: 1
+            },
+            Progress {
+                source: Source::Hosts,
+                partition: 2,
+                expected: 7,
+                next: 8
             },
         ]
     );
@@ -130,6 +145,7 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
     let mut batch = Batch::default();
     let before = batch.approx_bytes();
     batch.record_dead_letter(DeadLetter {
+        source: Source::Calls,
         partition: 0,
         offset: 0,
         reason: Invalid::NotJson,
@@ -140,4 +156,76 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
     let mid = batch.approx_bytes();
     batch.record_call(&RULES, &call(0, 100_000), 0, 1);
     assert!(batch.approx_bytes() > mid);
+}
+
+fn sample(host: &str, time_ms: i64, values: &[(&str, &str, f64)]) -> HostSample {
+    HostSample {
+        schema_version: 1,
+        host: host.into(),
+        time: DateTime::from_timestamp_millis(time_ms).unwrap(),
+        metrics: values
+            .iter()
+            .map(|(metric, device, value)| HostValue {
+                metric: (*metric).into(),
+                device: (*device).into(),
+                value: *value,
+                unit: Unit::Percent,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn host_values_fold_per_series_and_window_with_the_latest_value_last() {
+    let mut batch = Batch::default();
+    // Out of order within the window: the later time wins `last`, whatever the arrival order.
+    batch.record_host_sample(&RULES, sample("h", 70_000, &[("cpu", "", 30.0)]));
+    batch.record_host_sample(&RULES, sample("h", 61_000, &[("cpu", "", 10.0)]));
+    batch.record_host_sample(
+        &RULES,
+        sample("h", 65_000, &[("cpu", "", 20.0), ("cpu", "c0", 5.0)]),
+    );
+    batch.record_host_sample(&RULES, sample("h", 125_000, &[("cpu", "", 50.0)]));
+    batch.record_host_sample(&RULES, sample("other", 61_000, &[("cpu", "", 1.0)]));
+    assert_eq!(batch.host_samples.len(), 5);
+    assert_eq!(batch.host_values, 6);
+    assert_eq!(batch.messages(), 5);
+    let windows = batch.sorted_host_windows();
+    let keys: Vec<_> = windows
+        .iter()
+        .map(|(k, _)| (k.host.as_str(), k.device.as_str(), k.window))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("h", "", 60),
+            ("h", "", 120),
+            ("h", "c0", 60),
+            ("other", "", 60)
+        ]
+    );
+    assert_eq!(
+        *windows[0].1,
+        HostWindow {
+            unit: Unit::Percent,
+            samples: 3,
+            sum: 60.0,
+            min: 10.0,
+            max: 30.0,
+            last_ms: 70_000,
+            last: 30.0,
+        }
+    );
+    assert_eq!(windows[1].1.samples, 1);
+}
+
+#[test]
+fn merging_host_windows_is_order_independent() {
+    let a = HostWindow::single(Unit::Bytes, 1_000, 4.0);
+    let b = HostWindow::single(Unit::Bytes, 2_000, 2.0);
+    let (mut ab, mut ba) = (a, b);
+    ab.merge(&b);
+    ba.merge(&a);
+    assert_eq!(ab, ba);
+    assert_eq!((ab.last, ab.min, ab.max, ab.sum), (2.0, 2.0, 4.0, 6.0));
 }

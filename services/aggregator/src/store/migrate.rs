@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alerts",
         include_str!("../../migrations/0003_alerts.sql"),
     ),
+    (
+        4,
+        "host_metrics",
+        include_str!("../../migrations/0004_host_metrics.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).

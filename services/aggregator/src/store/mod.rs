@@ -1,8 +1,9 @@
 //! The PostgreSQL edge: connection pool (with TLS), migrations, stored offsets, and the flush
 //! transaction that makes the aggregator's effect exactly-once.
 //!
-//! **Guarantee.** A flush writes, in one transaction, the window deltas, the long calls, the
-//! totals and the next offset of every partition the batch covers. The offsets are fenced: a
+//! **Guarantee.** A flush writes, in one transaction, the call window deltas, the long calls,
+//! the totals, the host samples and their window deltas, and the next offset of every
+//! partition (of every topic) the batch covers. The offsets are fenced: a
 //! partition's row advances only if it still holds the value this aggregator started the batch
 //! from, so a zombie (an instance that lost the partition in a rebalance it has not seen yet)
 //! cannot commit a batch another instance has also read; its transaction rolls back and it
@@ -26,6 +27,7 @@ pub use connect::connect_pool;
 pub use migrate::migrate;
 
 use crate::batch::Batch;
+use crate::topics::{Source, Topics, Tp};
 
 /// Errors of the store. `Fenced` is not an outage: another instance owns the data now.
 #[derive(Debug, thiserror::Error)]
@@ -52,26 +54,57 @@ pub struct Written {
     pub windows: u64,
     pub long_calls: u64,
     pub offsets: u64,
+    pub system_metrics: u64,
+    pub host_windows: u64,
 }
 
-/// Which consumer group and topic a store serves.
+/// Which consumer group and topics a store serves.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
     group: String,
-    topic: String,
+    topics: Topics,
     window_secs: i32,
 }
 
 const FENCED_OFFSETS: &str = "
 WITH input AS (
-    SELECT * FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS i(partition, expected, next_offset)
+    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+        AS i(topic, partition, expected, next_offset)
 )
 INSERT INTO consumer_offsets AS o (group_id, topic, partition, next_offset)
-SELECT $1, $5, partition, next_offset FROM input
+SELECT $1, topic, partition, next_offset FROM input
 ON CONFLICT (group_id, topic, partition) DO UPDATE
     SET next_offset = EXCLUDED.next_offset, updated_at = now()
-    WHERE o.next_offset = (SELECT expected FROM input WHERE input.partition = o.partition)";
+    WHERE o.next_offset =
+        (SELECT expected FROM input WHERE input.topic = o.topic AND input.partition = o.partition)";
+
+const LOAD_OFFSETS: &str = "
+SELECT o.topic, o.partition, o.next_offset
+FROM consumer_offsets o
+JOIN unnest($2::text[], $3::int[]) AS i(topic, partition)
+    ON o.topic = i.topic AND o.partition = i.partition
+WHERE o.group_id = $1";
+
+const COPY_SYSTEM_METRICS: &str =
+    "COPY system_metrics (time, host, metric, device, value, unit) FROM STDIN BINARY";
+
+const UPSERT_HOST_WINDOWS: &str = "
+INSERT INTO host_metrics_1m AS s
+    (host, metric, device, window_start, window_secs, unit, samples, sum, min, max, last_time, last)
+SELECT h, m, d, to_timestamp(w), $1, u, n, su, mi, ma, to_timestamp(lt / 1000.0), l
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
+            $8::float8[], $9::float8[], $10::float8[], $11::bigint[], $12::float8[])
+    AS t(h, m, d, w, u, n, su, mi, ma, lt, l)
+ON CONFLICT (host, metric, device, window_start, window_secs) DO UPDATE SET
+    samples = s.samples + EXCLUDED.samples,
+    sum = s.sum + EXCLUDED.sum,
+    min = LEAST(s.min, EXCLUDED.min),
+    max = GREATEST(s.max, EXCLUDED.max),
+    last = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.last ELSE s.last END,
+    unit = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.unit ELSE s.unit END,
+    last_time = GREATEST(s.last_time, EXCLUDED.last_time),
+    updated_at = now()";
 
 const UPSERT_WINDOWS: &str = "
 INSERT INTO call_stats_1m AS s
@@ -96,27 +129,34 @@ const ADD_TOTALS: &str = "UPDATE call_totals SET calls = calls + $1, \
     RETURNING calls, duration_ms, long_calls";
 
 impl Store {
-    /// A store for `group` consuming `topic`, aggregating in windows of `window_secs`.
-    pub fn new(pool: Pool, group: String, topic: String, window_secs: i32) -> Self {
+    /// A store for `group` consuming `topics`, aggregating in windows of `window_secs`.
+    pub fn new(pool: Pool, group: String, topics: Topics, window_secs: i32) -> Self {
         Self {
             pool,
             group,
-            topic,
+            topics,
             window_secs,
         }
     }
 
     /// The stored next offsets of `partitions`; partitions never flushed are absent.
-    pub async fn load_offsets(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>, StoreError> {
+    pub async fn load_offsets(&self, partitions: &[Tp]) -> Result<HashMap<Tp, i64>, StoreError> {
         let client = self.pool.get().await?;
+        let names: Vec<&str> = partitions
+            .iter()
+            .map(|(s, _)| self.topics.name(*s))
+            .collect();
+        let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
         let rows = client
-            .query(
-                "SELECT partition, next_offset FROM consumer_offsets \
-                 WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)",
-                &[&self.group, &self.topic, &partitions],
-            )
+            .query(LOAD_OFFSETS, &[&self.group, &names, &numbers])
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let source = self.topics.source_of(r.get(0))?;
+                Some(((source, r.get::<_, i32>(1)), r.get(2)))
+            })
+            .collect())
     }
 
     /// The all-time totals.
@@ -135,8 +175,9 @@ impl Store {
         })
     }
 
-    /// Writes `batch` in one transaction (see the module docs).
-    pub async fn flush(&self, batch: &Batch) -> Result<(Totals, Written), StoreError> {
+    /// Writes `batch` in one transaction (see the module docs). The totals are `None` when the
+    /// batch held no call.
+    pub async fn flush(&self, batch: &Batch) -> Result<(Option<Totals>, Written), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
@@ -147,15 +188,17 @@ impl Store {
         let mut written = Written::default();
 
         // Fence first: a stale batch fails before it writes anything.
+        let names: Vec<&str> = batch
+            .progress
+            .iter()
+            .map(|p| self.topics.name(p.source))
+            .collect();
         let partitions: Vec<i32> = batch.progress.iter().map(|p| p.partition).collect();
         let expected: Vec<i64> = batch.progress.iter().map(|p| p.expected).collect();
         let next: Vec<i64> = batch.progress.iter().map(|p| p.next).collect();
         let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
         let moved = tx
-            .execute(
-                &stmt,
-                &[&self.group, &partitions, &expected, &next, &self.topic],
-            )
+            .execute(&stmt, &[&self.group, &names, &partitions, &expected, &next])
             .await?;
         if moved != partitions.len() as u64 {
             return Err(StoreError::Fenced); // dropping `tx` rolls back
@@ -199,12 +242,13 @@ impl Store {
             ];
             let writer = BinaryCopyInWriter::new(sink, &types);
             pin_mut!(writer);
+            let topic = self.topics.name(Source::Calls);
             for call in &batch.long_calls {
                 let start = DateTime::from_timestamp_millis(call.start_ms).unwrap_or_default();
                 writer
                     .as_mut()
                     .write(&[
-                        &self.topic,
+                        &topic,
                         &call.partition,
                         &call.offset,
                         &call.call_id,
@@ -218,18 +262,101 @@ impl Store {
             written.long_calls = writer.finish().await?;
         }
 
-        let stmt = tx.prepare_cached(ADD_TOTALS).await?;
-        let long = batch.long_calls.len() as i64;
-        let row = tx
-            .query_one(&stmt, &[&(batch.calls as i64), &batch.duration_ms, &long])
-            .await?;
-        tx.commit().await?;
-        let totals = Totals {
-            calls: row.get(0),
-            duration_ms: row.get(1),
-            long_calls: row.get(2),
+        let totals = if batch.calls > 0 {
+            let stmt = tx.prepare_cached(ADD_TOTALS).await?;
+            let long = batch.long_calls.len() as i64;
+            let row = tx
+                .query_one(&stmt, &[&(batch.calls as i64), &batch.duration_ms, &long])
+                .await?;
+            Some(Totals {
+                calls: row.get(0),
+                duration_ms: row.get(1),
+                long_calls: row.get(2),
+            })
+        } else {
+            None
         };
+
+        if !batch.host_samples.is_empty() {
+            written.system_metrics = self.copy_host_samples(&tx, batch).await?;
+            written.host_windows = self.upsert_host_windows(&tx, batch).await?;
+        }
+        tx.commit().await?;
         Ok((totals, written))
+    }
+
+    /// Every value of every sample, one row each, by binary COPY.
+    async fn copy_host_samples(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &Batch,
+    ) -> Result<u64, StoreError> {
+        let sink = tx.copy_in(COPY_SYSTEM_METRICS).await?;
+        let types = [
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::TEXT,
+        ];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for sample in &batch.host_samples {
+            for v in &sample.metrics {
+                writer
+                    .as_mut()
+                    .write(&[
+                        &sample.time,
+                        &sample.host,
+                        &v.metric,
+                        &v.device,
+                        &v.value,
+                        &v.unit.as_str(),
+                    ])
+                    .await?;
+            }
+        }
+        Ok(writer.finish().await?)
+    }
+
+    async fn upsert_host_windows(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &Batch,
+    ) -> Result<u64, StoreError> {
+        let windows = batch.sorted_host_windows();
+        let hosts: Vec<&str> = windows.iter().map(|(k, _)| k.host.as_str()).collect();
+        let metrics: Vec<&str> = windows.iter().map(|(k, _)| k.metric.as_str()).collect();
+        let devices: Vec<&str> = windows.iter().map(|(k, _)| k.device.as_str()).collect();
+        let starts: Vec<i64> = windows.iter().map(|(k, _)| k.window).collect();
+        let units: Vec<&str> = windows.iter().map(|(_, w)| w.unit.as_str()).collect();
+        let samples: Vec<i64> = windows.iter().map(|(_, w)| w.samples).collect();
+        let sums: Vec<f64> = windows.iter().map(|(_, w)| w.sum).collect();
+        let mins: Vec<f64> = windows.iter().map(|(_, w)| w.min).collect();
+        let maxs: Vec<f64> = windows.iter().map(|(_, w)| w.max).collect();
+        let last_ms: Vec<i64> = windows.iter().map(|(_, w)| w.last_ms).collect();
+        let lasts: Vec<f64> = windows.iter().map(|(_, w)| w.last).collect();
+        let stmt = tx.prepare_cached(UPSERT_HOST_WINDOWS).await?;
+        Ok(tx
+            .execute(
+                &stmt,
+                &[
+                    &self.window_secs,
+                    &hosts,
+                    &metrics,
+                    &devices,
+                    &starts,
+                    &units,
+                    &samples,
+                    &sums,
+                    &mins,
+                    &maxs,
+                    &last_ms,
+                    &lasts,
+                ],
+            )
+            .await?)
     }
 
     /// A cheap round trip, for the health check while idle.

@@ -1,9 +1,5 @@
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -111,46 +107,4 @@ async fn every_bad_input_reaches_the_dlq_and_valid_messages_around_it_are_counte
     );
     assert_eq!(app.metric(&dead).await, (bad.len() + 1) as f64);
     app.stop().await;
-}
-
-/// Reads `n` messages from the start of `topic`: (headers, payload).
-fn read_topic(
-    bootstrap: &str,
-    topic: &str,
-    n: usize,
-) -> Vec<(HashMap<String, String>, Option<Vec<u8>>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "read {} of {n} from {topic}",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push((headers, message.payload().map(<[u8]>::to_vec)));
-        }
-    }
-    out
 }

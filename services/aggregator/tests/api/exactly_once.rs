@@ -74,20 +74,26 @@ fn spawn_child(args: &[String]) -> ChildAggregator {
 async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
     const ROUNDS: usize = 5;
     const PER_ROUND: usize = 10_000;
+    const SAMPLES_PER_ROUND: usize = 300;
     let names = Names::new();
     let cluster = broker(&names, 6);
     let bootstrap = cluster.bootstrap_servers();
     let db = TestDb::create().await;
     let args = args(&bootstrap, &db.url, &names);
     let mut expected = Expected::default();
+    let mut hosts = HostExpected::default();
     let mut rng = rand::rng();
 
     for round in 0..ROUNDS {
-        // Feed part of the known stream, then kill the aggregator while it consumes it.
+        // Feed part of the known streams, then kill the aggregator while it consumes them.
         let e = produce_calls(&bootstrap, &names.calls, PER_ROUND, 100 + round as u64);
         expected.calls += e.calls;
         expected.duration_ms += e.duration_ms;
         expected.long_calls += e.long_calls;
+        let h = produce_host_samples(&bootstrap, &names.hosts, SAMPLES_PER_ROUND, round as u64);
+        hosts.samples += h.samples;
+        hosts.values += h.values;
+        hosts.value_sum += h.value_sum;
         let before = db.stored_offsets(&names.group).await;
         let mut child = spawn_child(&args);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -100,20 +106,22 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
         let after = db.stored_offsets(&names.group).await;
         eprintln!(
             "round {round}: killed with {after} of {} messages flushed",
-            expected.calls
+            expected.calls + hosts.samples
         );
     }
+    let messages = expected.calls + hosts.samples;
     let stored = db.stored_offsets(&names.group).await;
     assert!(
-        stored < expected.calls,
+        stored < messages,
         "the last kill must land before the end ({stored})"
     );
 
     let mut child = spawn_child(&args);
-    db.wait_for_offsets(&names.group, expected.calls, Duration::from_secs(120))
+    db.wait_for_offsets(&names.group, messages, Duration::from_secs(120))
         .await;
     child.kill();
     assert_stored_exactly(&db, expected).await;
+    assert_hosts_stored_exactly(&db, hosts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +139,7 @@ async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact(
             a.metric("aggregator_assigned_partitions").await,
             b.metric("aggregator_assigned_partitions").await,
         );
-        if pa > 0.0 && pb > 0.0 && pa + pb == 6.0 {
+        if pa > 0.0 && pb > 0.0 && pa + pb == f64::from(6 + HOST_PARTITIONS) {
             break;
         }
         assert!(

@@ -6,7 +6,13 @@ use aggregator::Application;
 use aggregator::config::Config;
 use call_simulator::generator::CallGenerator;
 use clap::Parser as _;
+use std::collections::HashMap;
+
+use fleet::events::{HostSample, HostValue, Unit};
+use rand::{Rng, SeedableRng};
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::task::JoinHandle;
@@ -105,6 +111,7 @@ impl TestDb {
 /// Names unique to one test.
 pub struct Names {
     pub calls: String,
+    pub hosts: String,
     pub dlq: String,
     pub group: String,
 }
@@ -114,16 +121,23 @@ impl Names {
         let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
             calls: format!("calls-{id}"),
+            hosts: format!("hosts-{id}"),
             dlq: format!("dlq-{id}"),
             group: format!("agg-{id}"),
         }
     }
 }
 
-/// A mock cluster with the test's topics.
+/// Partitions of the host-metrics topic in tests.
+pub const HOST_PARTITIONS: i32 = 2;
+
+/// A mock cluster with the test's topics (`partitions` for the calls).
 pub fn broker(names: &Names, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(&names.calls, partitions, 1).unwrap();
+    cluster
+        .create_topic(&names.hosts, HOST_PARTITIONS, 1)
+        .unwrap();
     cluster.create_topic(&names.dlq, 1, 1).unwrap();
     cluster
 }
@@ -138,6 +152,8 @@ pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
         db_url,
         "--calls-topic",
         &names.calls,
+        "--host-metrics-topic",
+        &names.hosts,
         "--dlq-topic",
         &names.dlq,
         "--consumer-group",
@@ -317,4 +333,143 @@ pub async fn assert_stored_exactly(db: &TestDb, expected: Expected) {
         expected,
         "call_totals"
     );
+}
+
+/// What a produced set of host samples adds up to. Values are whole numbers, so every sum is
+/// exact in `f64` whatever the order of addition.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct HostExpected {
+    pub samples: i64,
+    pub values: i64,
+    pub value_sum: f64,
+}
+
+/// Produces `n` seeded samples from three hosts, one second apart and ending now, keyed by host.
+pub fn produce_host_samples(bootstrap: &str, topic: &str, n: usize, seed: u64) -> HostExpected {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let end = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut expected = HostExpected::default();
+    for i in 0..n {
+        let host = format!("host-{}", i % 3);
+        // Per host, times are distinct (one sample per second per host).
+        let time = end - chrono::TimeDelta::seconds((n - i) as i64);
+        let mut metrics = vec![HostValue {
+            metric: "cpu_usage".into(),
+            device: String::new(),
+            value: f64::from(rng.random_range(0..=100u32)),
+            unit: Unit::Percent,
+        }];
+        for core in 0..4 {
+            metrics.push(HostValue {
+                metric: "cpu_core_usage".into(),
+                device: format!("cpu{core}"),
+                value: f64::from(rng.random_range(0..=100u32)),
+                unit: Unit::Percent,
+            });
+        }
+        metrics.push(HostValue {
+            metric: "memory_available".into(),
+            device: String::new(),
+            value: f64::from(rng.random_range(1..=1u32 << 30)),
+            unit: Unit::Bytes,
+        });
+        expected.samples += 1;
+        expected.values += metrics.len() as i64;
+        expected.value_sum += metrics.iter().map(|v| v.value).sum::<f64>();
+        let sample = HostSample {
+            schema_version: 1,
+            host: host.clone(),
+            time,
+            metrics,
+        };
+        let payload = serde_json::to_vec(&sample).unwrap();
+        let record = BaseRecord::to(topic).key(host.as_bytes()).payload(&payload);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    expected
+}
+
+/// Checks `system_metrics` and `host_metrics_1m` against what was produced, exactly.
+pub async fn assert_hosts_stored_exactly(db: &TestDb, expected: HostExpected) {
+    let raw = db
+        .client
+        .query_one(
+            "SELECT count(*), coalesce(sum(value), 0), count(DISTINCT (host, time)) \
+             FROM system_metrics",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (values, sum, samples): (i64, f64, i64) = (raw.get(0), raw.get(1), raw.get(2));
+    assert_eq!(
+        HostExpected {
+            samples,
+            values,
+            value_sum: sum
+        },
+        expected,
+        "system_metrics"
+    );
+    let windows = db
+        .client
+        .query_one(
+            "SELECT coalesce(sum(samples), 0)::bigint, coalesce(sum(sum), 0) FROM host_metrics_1m",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (values, sum): (i64, f64) = (windows.get(0), windows.get(1));
+    assert_eq!(
+        (values, sum),
+        (expected.values, expected.value_sum),
+        "host_metrics_1m"
+    );
+}
+
+/// Reads `n` messages from the start of `topic`: (headers, payload).
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(HashMap<String, String>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {n} from {topic}",
+            out.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((headers, message.payload().map(<[u8]>::to_vec)));
+        }
+    }
+    out
 }

@@ -8,5 +8,6 @@ mod alerts;
 mod bad_input;
 mod exactly_once;
 mod helpers;
+mod hosts;
 mod outages;
 mod tracing;

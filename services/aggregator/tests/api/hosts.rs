@@ -1,0 +1,109 @@
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_the_dlq() {
+    let names = Names::new();
+    let cluster = broker(&names, 2);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+
+    let hosts = produce_host_samples(&bootstrap, &names.hosts, 600, 7);
+    let calls = produce_calls(&bootstrap, &names.calls, 1_000, 7);
+    // A window whose statistics are known exactly: three samples, out of order.
+    let window = (chrono::Utc::now().timestamp() / 60 - 2) * 60;
+    let at = |secs: i64, value: f64| {
+        let time = chrono::DateTime::from_timestamp(window + secs, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        format!(
+            r#"{{"schema_version":1,"host":"exact","time":"{time}","metrics":[{{"metric":"load_1","value":{value},"unit":"tasks"}}]}}"#
+        )
+    };
+    let exact = [at(30, 2.0), at(50, 4.0), at(10, 9.0)];
+    let bad: [(&[u8], &str); 4] = [
+        (b"not json", "not_json"),
+        (
+            br#"{"schema_version":1,"host":"","time":"2026-01-01T00:00:00Z","metrics":[]}"#,
+            "invalid_value",
+        ),
+        (br#"{"schema_version":9}"#, "unsupported_version"),
+        (
+            br#"{"schema_version":1,"host":"h","time":"1999-01-01T00:00:00Z","metrics":[{"metric":"m","value":1,"unit":"count"}]}"#,
+            "out_of_range",
+        ),
+    ];
+    let mut messages: Vec<(Option<&[u8]>, Option<&[u8]>)> = Vec::new();
+    for m in &exact {
+        messages.push((Some(b"exact"), Some(m.as_bytes())));
+    }
+    for (payload, _) in &bad {
+        messages.push((Some(b"bad"), Some(payload)));
+    }
+    produce_raw(&bootstrap, &names.hosts, &messages);
+
+    let total = 600 + 1_000 + messages.len() as i64;
+    db.wait_for_offsets(&names.group, total, Duration::from_secs(60))
+        .await;
+    assert_stored_exactly(&db, calls).await;
+    let with_exact = HostExpected {
+        samples: hosts.samples + 3,
+        values: hosts.values + 3,
+        value_sum: hosts.value_sum + 15.0,
+    };
+    assert_hosts_stored_exactly(&db, with_exact).await;
+
+    let row = db
+        .client
+        .query_one(
+            "SELECT samples, sum, min, max, last, unit, extract(epoch FROM last_time)::bigint \
+             FROM host_metrics_1m WHERE host = 'exact' AND metric = 'load_1' AND device = ''",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: (i64, f64, f64, f64, f64, String, i64) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+    );
+    assert_eq!(got, (3, 15.0, 2.0, 9.0, 4.0, "tasks".into(), window + 50));
+
+    let letters = read_topic(&bootstrap, &names.dlq, bad.len());
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|(headers, _)| {
+            assert_eq!(headers["fleet.dlq.source.topic"], names.hosts);
+            headers["fleet.dlq.reason"].clone()
+        })
+        .collect();
+    reasons.sort();
+    let mut want: Vec<String> = bad.iter().map(|(_, r)| (*r).to_string()).collect();
+    want.sort();
+    assert_eq!(reasons, want);
+    for (_, reason) in &bad {
+        let name = format!(
+            r#"aggregator_invalid_events_total{{reason="{reason}",topic="{}"}}"#,
+            names.hosts
+        );
+        assert_eq!(app.metric(&name).await, 1.0, "{name}");
+    }
+    app.wait_metric(
+        "aggregator_host_samples_total",
+        603.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    let consumed = format!(
+        r#"aggregator_events_consumed_total{{topic="{}"}}"#,
+        names.hosts
+    );
+    assert_eq!(app.metric(&consumed).await, 607.0);
+    app.stop().await;
+}
