@@ -162,6 +162,44 @@ impl StallDetector {
     }
 }
 
+/// Keeps a producer's delivery check true to reality: every second, fails `check` when
+/// messages were waiting (`waiting()`) and `delivered` did not move for `limit` (three send
+/// intervals), passes it otherwise. Runs until `stop`.
+pub async fn watch_deliveries(
+    health: Health,
+    check: &'static str,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+    waiting: impl Fn() -> bool,
+    limit: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut detector = StallDetector::new(limit);
+    let mut last_delivered = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        let count = delivered.load(std::sync::atomic::Ordering::Relaxed);
+        if count > last_delivered {
+            detector.success(now);
+            last_delivered = count;
+        }
+        if waiting() {
+            detector.pending(now)
+        } else {
+            detector.idle()
+        }
+        if detector.is_stalled(now) {
+            health.fail(check, "no delivery for 3 send intervals");
+        } else {
+            health.pass(check);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

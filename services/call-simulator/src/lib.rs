@@ -12,13 +12,10 @@ pub mod metrics;
 pub mod pacing;
 pub mod producer;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
-use fleet::health::{Health, StallDetector};
 use fleet::http::Endpoint;
 use fleet::kafka::BrokerWatch;
 use tokio_util::sync::CancellationToken;
@@ -103,11 +100,13 @@ impl Application {
         );
         let send_interval = Duration::from_secs_f64((1.0 / config.calls_per_second).max(1.0));
         let monitor_stop = CancellationToken::new();
-        let monitor = tokio::spawn(monitor_delivery(
+        let queue_depth = metrics.queue_depth.clone();
+        let monitor = tokio::spawn(fleet::health::watch_deliveries(
             health.clone(),
-            metrics.clone(),
+            DELIVERY_CHECK,
             delivered,
-            send_interval,
+            move || queue_depth.get() > 0,
+            send_interval * 3,
             monitor_stop.clone(),
         ));
 
@@ -150,42 +149,5 @@ fn stream_origin(config: &Config) -> chrono::DateTime<Utc> {
             now - TimeDelta::milliseconds((span_secs * 1000.0) as i64)
         }
         _ => now,
-    }
-}
-
-/// Every second: unhealthy when messages were waiting and none was delivered for three send
-/// intervals.
-async fn monitor_delivery(
-    health: Health,
-    metrics: Metrics,
-    delivered: Arc<AtomicU64>,
-    send_interval: Duration,
-    stop: CancellationToken,
-) {
-    let mut detector = StallDetector::new(send_interval * 3);
-    let mut last_delivered = 0;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = Instant::now();
-        let count = delivered.load(Ordering::Relaxed);
-        if count > last_delivered {
-            detector.success(now);
-            last_delivered = count;
-        }
-        let waiting = metrics.queue_depth.get() > 0;
-        if waiting {
-            detector.pending(now)
-        } else {
-            detector.idle()
-        }
-        if detector.is_stalled(now) {
-            health.fail(DELIVERY_CHECK, "no delivery for 3 send intervals");
-        } else {
-            health.pass(DELIVERY_CHECK);
-        }
     }
 }

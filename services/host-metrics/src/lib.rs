@@ -1,0 +1,196 @@
+//! `host-metrics`: samples the host and publishes every sample to Kafka.
+//!
+//! - [`config`] — settings.
+//! - [`sample`] — the pure core: readings to samples, rates from counters, device filters.
+//! - [`probe`] — the edge that reads the host (`sysinfo`).
+//! - [`publisher`] — the bounded backlog and its delivery to Kafka.
+//! - [`metrics`] — the `host_metrics_*` metrics, host values included.
+
+pub mod config;
+pub mod metrics;
+pub mod probe;
+pub mod publisher;
+pub mod sample;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use fleet::http::Endpoint;
+use fleet::kafka::{BrokerWatch, WatchedContext};
+use rdkafka::producer::FutureProducer;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::probe::HostProbe;
+use crate::publisher::Shared;
+use crate::sample::{Counters, Filters};
+
+/// Default port of the metrics endpoint.
+pub const METRICS_PORT: u16 = 6068;
+/// Name of the health check that fails when deliveries stall.
+const DELIVERY_CHECK: &str = "delivery";
+/// Time allowed to deliver the backlog after a stop is requested (the stop takes < 10 s).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Samples taken.
+    pub taken: u64,
+    /// Samples acknowledged by Kafka.
+    pub delivered: u64,
+    /// Samples dropped because the buffer was full.
+    pub dropped: u64,
+}
+
+/// A built service, its metrics endpoint bound.
+#[derive(Debug)]
+pub struct Application {
+    config: Config,
+    host: String,
+    endpoint: Endpoint,
+    metrics: Metrics,
+}
+
+impl Application {
+    /// Registers metrics and binds the HTTP port (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let host = match &config.host_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_string(),
+            Some(_) => anyhow::bail!("HOST_ID is empty"),
+            None => sysinfo::System::host_name().context("no hostname: set HOST_ID")?,
+        };
+        let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
+        let metrics = Metrics::register(&endpoint.registry)?;
+        Ok(Self {
+            config,
+            host,
+            endpoint,
+            metrics,
+        })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.endpoint.port()
+    }
+
+    /// Samples until `SAMPLE_MAX_COUNT` samples are taken or `shutdown` fires, then delivers
+    /// the backlog.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+        let Self {
+            config,
+            host,
+            endpoint,
+            metrics,
+        } = self;
+        let health = endpoint.health.clone();
+        let http_stop = CancellationToken::new();
+        let server = endpoint.spawn(http_stop.clone());
+
+        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
+        let watch = BrokerWatch::new(health.clone());
+        health.register(DELIVERY_CHECK, false);
+        let producer: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
+            &base,
+            &[
+                ("enable.idempotence", "true"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+                // A failed attempt returns the sample to our backlog; retrying from there keeps
+                // the outage visible in the metrics instead of inside librdkafka's queue.
+                ("message.timeout.ms", "10000"),
+            ],
+        )
+        .create_with_context(WatchedContext { watch })
+        .context("create Kafka producer")?;
+        let topics = [config.host_metrics_topic.as_str()];
+        let (partitions, rf) = (
+            config.common.kafka_topic_partitions,
+            config.common.kafka_topic_replication_factor,
+        );
+        fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await?;
+
+        let shared = Shared::new(config.buffer_max_samples as usize, metrics.clone());
+        let delivered = Arc::new(AtomicU64::new(0));
+        let deliver_stop = CancellationToken::new();
+        let deliverer = tokio::spawn(publisher::deliver(
+            shared.clone(),
+            producer,
+            config.host_metrics_topic.clone(),
+            host.clone(),
+            delivered.clone(),
+            deliver_stop.clone(),
+            FLUSH_TIMEOUT,
+        ));
+        let monitor_stop = CancellationToken::new();
+        let buffered = metrics.buffered.clone();
+        let monitor = tokio::spawn(fleet::health::watch_deliveries(
+            health.clone(),
+            DELIVERY_CHECK,
+            delivered,
+            move || buffered.get() > 0,
+            config.interval().max(Duration::from_secs(1)) * 3,
+            monitor_stop.clone(),
+        ));
+
+        let filters = Filters {
+            net_include: config.net_interfaces_include.clone(),
+            net_exclude: config.net_interfaces_exclude.clone(),
+            fs_mounts_exclude: config.fs_mounts_exclude.clone(),
+            fs_types_exclude: config.fs_types_exclude.clone(),
+        };
+        let mut probe = HostProbe::new(config.host_root.clone(), filters);
+        let mut counters = Counters::default();
+        // The first sample waits a little, so that its CPU usage covers a real interval.
+        let first = tokio::time::Instant::now() + config.interval().min(Duration::from_secs(1));
+        let mut tick = tokio::time::interval_at(first, config.interval());
+        // A late tick (a suspended VM) is not made up for with a burst of samples.
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tracing::info!(%host, topic = %config.host_metrics_topic,
+            interval_secs = config.sample_interval_secs, "sampling");
+        let mut taken = 0u64;
+        while config.sample_max_count.is_none_or(|max| taken < max) {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let started = Instant::now();
+            let reading = tokio::task::block_in_place(|| probe.read());
+            let incs = sample::increases(&mut counters, &reading);
+            let sample = sample::build_sample(&host, &reading, &incs);
+            metrics
+                .sample_duration
+                .observe(started.elapsed().as_secs_f64());
+            metrics.set_host(&host, &reading, &incs);
+            metrics.samples.inc();
+            taken += 1;
+            match serde_json::to_vec(&sample) {
+                Ok(payload) => shared.push(payload),
+                Err(err) => tracing::error!(%err, "cannot encode sample"),
+            }
+        }
+
+        tracing::info!(taken, buffered = shared.waiting(), "delivering the backlog");
+        deliver_stop.cancel();
+        let undelivered = deliverer.await.context("delivery task panicked")?;
+        monitor_stop.cancel();
+        let _ = monitor.await;
+        http_stop.cancel();
+        let _ = server.await;
+        if undelivered > 0 {
+            anyhow::bail!("{undelivered} samples not delivered");
+        }
+        let summary = Summary {
+            taken,
+            delivered: metrics.published.get(),
+            dropped: metrics.dropped.get(),
+        };
+        tracing::info!(?summary, "stopped");
+        Ok(summary)
+    }
+}

@@ -1,0 +1,226 @@
+//! Delivery with a backlog: samples wait in a bounded [`Backlog`] (oldest dropped first) until
+//! Kafka acknowledges them, so an outage longer than librdkafka's own retries loses nothing
+//! but what the buffer cannot hold, and the backlog drains when the broker returns.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use fleet::kafka::{Backoff, WatchedContext};
+use futures::future::join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Samples sent at once while draining.
+const CHUNK: usize = 256;
+
+/// Encoded samples waiting for delivery, each with a sequence number.
+#[derive(Debug)]
+pub struct Backlog {
+    queue: VecDeque<(u64, Arc<Vec<u8>>)>,
+    max: usize,
+    next_seq: u64,
+}
+
+impl Backlog {
+    /// A backlog holding at most `max` samples.
+    pub fn new(max: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            max: max.max(1),
+            next_seq: 0,
+        }
+    }
+
+    /// Appends a sample; returns how many old ones were dropped to make room.
+    pub fn push(&mut self, payload: Vec<u8>) -> u64 {
+        let mut dropped = 0;
+        while self.queue.len() >= self.max {
+            self.queue.pop_front();
+            dropped += 1;
+        }
+        self.queue.push_back((self.next_seq, Arc::new(payload)));
+        self.next_seq += 1;
+        dropped
+    }
+
+    /// The oldest `n` samples, still queued.
+    pub fn oldest(&self, n: usize) -> Vec<(u64, Arc<Vec<u8>>)> {
+        self.queue.iter().take(n).cloned().collect()
+    }
+
+    /// Removes delivered samples (those that were dropped meanwhile are already gone).
+    pub fn remove(&mut self, delivered: &[u64]) {
+        self.queue.retain(|(seq, _)| !delivered.contains(seq));
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// The backlog shared by the sampler (which pushes) and the deliverer (which drains).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    backlog: Arc<Mutex<Backlog>>,
+    wake: Arc<Notify>,
+    metrics: Metrics,
+}
+
+impl Shared {
+    pub fn new(max: usize, metrics: Metrics) -> Self {
+        Self {
+            backlog: Arc::new(Mutex::new(Backlog::new(max))),
+            wake: Arc::new(Notify::new()),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a sample for delivery.
+    pub fn push(&self, payload: Vec<u8>) {
+        let mut backlog = self.lock();
+        let dropped = backlog.push(payload);
+        self.metrics.buffered.set(backlog.len() as i64);
+        drop(backlog);
+        if dropped > 0 {
+            self.metrics.dropped.inc_by(dropped);
+            tracing::warn!(dropped, "buffer full: oldest samples dropped");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Samples waiting.
+    pub fn waiting(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Drains the backlog into `topic` until `stop`, retrying failures with backoff; then tries
+/// once more to deliver what is left within `final_timeout`. Returns what stayed undelivered.
+pub async fn deliver(
+    shared: Shared,
+    producer: FutureProducer<WatchedContext>,
+    topic: String,
+    key: String,
+    delivered: Arc<AtomicU64>,
+    stop: CancellationToken,
+    final_timeout: Duration,
+) -> usize {
+    let mut backoff = Backoff::new(Duration::from_secs(30));
+    loop {
+        let chunk = shared.lock().oldest(CHUNK);
+        if chunk.is_empty() {
+            if stop.is_cancelled() {
+                return 0;
+            }
+            tokio::select! {
+                () = shared.wake.notified() => continue,
+                () = stop.cancelled() => continue,
+            }
+        }
+        let attempt = send_chunk(&shared, &producer, &topic, &key, &delivered, &chunk);
+        let failed = if stop.is_cancelled() {
+            match tokio::time::timeout(final_timeout, attempt).await {
+                Ok(failed) => failed,
+                Err(_) => return shared.waiting(),
+            }
+        } else {
+            attempt.await
+        };
+        if failed == 0 {
+            backoff.reset();
+            continue;
+        }
+        if stop.is_cancelled() {
+            return shared.waiting();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}
+
+/// Sends `chunk` and waits for every acknowledgement; returns how many failed.
+async fn send_chunk(
+    shared: &Shared,
+    producer: &FutureProducer<WatchedContext>,
+    topic: &str,
+    key: &str,
+    delivered: &AtomicU64,
+    chunk: &[(u64, Arc<Vec<u8>>)],
+) -> usize {
+    let sends = chunk.iter().map(|(seq, payload)| {
+        let record = FutureRecord::to(topic).key(key).payload(payload.as_slice());
+        let send = producer.send(record, Duration::from_secs(5));
+        async move { (*seq, send.await) }
+    });
+    let results = join_all(sends).await;
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failed = 0;
+    for (seq, result) in results {
+        match result {
+            Ok(_) => ok.push(seq),
+            Err((err, _)) => {
+                failed += 1;
+                if failed == 1 {
+                    tracing::warn!(%err, "sample not delivered, keeping it for a retry");
+                }
+            }
+        }
+    }
+    let mut backlog = shared.lock();
+    backlog.remove(&ok);
+    shared.metrics.buffered.set(backlog.len() as i64);
+    drop(backlog);
+    shared.metrics.published.inc_by(ok.len() as u64);
+    shared.metrics.delivery_errors.inc_by(failed as u64);
+    delivered.fetch_add(ok.len() as u64, Ordering::Relaxed);
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_backlog_drops_the_oldest_first_and_says_how_many() {
+        let mut b = Backlog::new(3);
+        for i in 0..3u8 {
+            assert_eq!(b.push(vec![i]), 0);
+        }
+        assert_eq!(b.push(vec![3]), 1);
+        let oldest: Vec<Vec<u8>> = b.oldest(10).iter().map(|(_, p)| p.to_vec()).collect();
+        assert_eq!(oldest, [vec![1], vec![2], vec![3]]);
+    }
+
+    #[test]
+    fn only_delivered_samples_leave_and_order_is_kept() {
+        let mut b = Backlog::new(10);
+        for i in 0..5u8 {
+            b.push(vec![i]);
+        }
+        let chunk = b.oldest(3);
+        assert_eq!(chunk.len(), 3);
+        // 0 and 2 delivered, 1 failed: 1 stays at the front for the retry.
+        b.remove(&[chunk[0].0, chunk[2].0]);
+        let left: Vec<u8> = b.oldest(10).iter().map(|(_, p)| p[0]).collect();
+        assert_eq!(left, [1, 3, 4]);
+        assert_eq!(b.len(), 3);
+        // A sample dropped while in flight is simply gone when its delivery lands.
+        b.remove(&[999]);
+        assert_eq!(b.len(), 3);
+    }
+}
