@@ -24,6 +24,8 @@ command -v jq >/dev/null || need+=(jq)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+command -v kcat >/dev/null || need+=(kcat)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ -z "${TEST_DATABASE_URL:-}" ] && ! command -v pg_ctlcluster >/dev/null; then
   need+=(postgresql)
@@ -82,6 +84,9 @@ log "end to end: the native stack"
 cargo build --workspace --locked --bins
 FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug" \
   scripts/e2e.sh
+log "host-metrics side by side with node_exporter (agreement)"
+python3 scripts/host-metrics-vs-node-exporter.py agreement \
+  --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"
 # Test databases are named agg_test_*; drop the ones this run left behind.
 psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
   | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
