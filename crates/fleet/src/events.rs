@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub const CALL_SCHEMA_VERSION: u32 = 1;
 /// Schema version of [`HostSample`] written by this release.
 pub const HOST_SCHEMA_VERSION: u32 = 1;
+/// Schema version of [`ProbeResult`] written by this release.
+pub const PROBE_SCHEMA_VERSION: u32 = 1;
 
 /// Default topic names; each is overridable by its service's settings.
 pub mod topics {
@@ -104,6 +106,109 @@ impl Unit {
             Self::Count => "count",
         }
     }
+}
+
+/// One check of one website, as published on the web-probes topic (keyed by `url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Always [`PROBE_SCHEMA_VERSION`] for messages written by this release.
+    pub schema_version: u32,
+    /// The target as configured.
+    pub url: String,
+    /// HTTP method used.
+    pub method: String,
+    /// When the check started (UTC, RFC 3339 with milliseconds).
+    #[serde(with = "rfc3339_millis")]
+    pub time: DateTime<Utc>,
+    /// What happened.
+    pub result: ProbeOutcome,
+    /// HTTP status of the last response; absent when there was no response.
+    pub status: Option<u16>,
+    /// Phase durations of this check only (summed over redirects); a phase that did not
+    /// happen is absent.
+    pub phases: Phases,
+    /// Body bytes read from the last response.
+    pub body_bytes: u64,
+    /// Whether the body matched the target's regex; absent when there was none to apply.
+    pub regex_match: Option<bool>,
+    /// Redirects followed.
+    pub redirects: u32,
+    /// TLS details of the last https connection.
+    pub tls: Option<TlsInfo>,
+    /// What went wrong, for humans; absent when `result` is `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The closed set of check results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeOutcome {
+    Ok,
+    Timeout,
+    DnsError,
+    ConnectError,
+    TlsError,
+    /// A response whose status is not one of the expected ones.
+    HttpStatus,
+    RegexMismatch,
+    /// The body could not be read, or exceeded the size limit.
+    BodyError,
+}
+
+impl ProbeOutcome {
+    /// Every result, for pre-registering metric label values.
+    pub const ALL: [ProbeOutcome; 8] = [
+        Self::Ok,
+        Self::Timeout,
+        Self::DnsError,
+        Self::ConnectError,
+        Self::TlsError,
+        Self::HttpStatus,
+        Self::RegexMismatch,
+        Self::BodyError,
+    ];
+
+    /// The name used on the wire, in the database and as a label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::DnsError => "dns_error",
+            Self::ConnectError => "connect_error",
+            Self::TlsError => "tls_error",
+            Self::HttpStatus => "http_status",
+            Self::RegexMismatch => "regex_mismatch",
+            Self::BodyError => "body_error",
+        }
+    }
+}
+
+/// Phase durations in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Name resolution.
+    pub dns_seconds: Option<f64>,
+    /// TCP connection.
+    pub connect_seconds: Option<f64>,
+    /// TLS handshake.
+    pub tls_seconds: Option<f64>,
+    /// Request sent until the first byte of the response (server processing).
+    pub ttfb_seconds: Option<f64>,
+    /// First byte until the end of the body.
+    pub transfer_seconds: Option<f64>,
+    /// The whole check.
+    pub total_seconds: f64,
+}
+
+/// TLS details of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `TLSv1.3`.
+    pub version: String,
+    /// When the server's certificate expires.
+    #[serde(with = "rfc3339_millis")]
+    pub cert_not_after: DateTime<Utc>,
 }
 
 mod rfc3339_millis {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use fleet::events::{HostSample, Unit};
+use fleet::events::{HostSample, ProbeOutcome, ProbeResult, Unit};
 
 use crate::decode::{Call, Invalid};
 use crate::topics::Source;
@@ -15,6 +15,7 @@ const LONG_CALL_OVERHEAD: usize = 96;
 const DEAD_LETTER_OVERHEAD: usize = 128;
 const HOST_VALUE_OVERHEAD: usize = 64;
 const HOST_WINDOW_OVERHEAD: usize = 160;
+const PROBE_RESULT_OVERHEAD: usize = 320;
 
 /// Additive statistics of one window; merging two deltas is associative and commutative, which
 /// is what lets late events and several aggregators add into the same row.
@@ -139,6 +140,54 @@ pub struct HostWindowKey {
     pub window: i64,
 }
 
+/// Statistics of one URL's checks in one window: counts per result and the check durations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeWindow {
+    pub checks: i64,
+    /// Per result, in [`ProbeOutcome::ALL`] order.
+    pub by_result: [i64; 8],
+    pub latency_sum: f64,
+    pub latency_min: f64,
+    pub latency_max: f64,
+}
+
+impl ProbeWindow {
+    fn single(outcome: ProbeOutcome, seconds: f64) -> Self {
+        let mut by_result = [0; 8];
+        by_result[outcome_index(outcome)] = 1;
+        Self {
+            checks: 1,
+            by_result,
+            latency_sum: seconds,
+            latency_min: seconds,
+            latency_max: seconds,
+        }
+    }
+
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        self.checks += other.checks;
+        for (a, b) in self.by_result.iter_mut().zip(other.by_result) {
+            *a += b;
+        }
+        self.latency_sum += other.latency_sum;
+        self.latency_min = self.latency_min.min(other.latency_min);
+        self.latency_max = self.latency_max.max(other.latency_max);
+    }
+
+    /// Checks with `outcome`.
+    pub fn count(&self, outcome: ProbeOutcome) -> i64 {
+        self.by_result[outcome_index(outcome)]
+    }
+}
+
+fn outcome_index(outcome: ProbeOutcome) -> usize {
+    ProbeOutcome::ALL
+        .iter()
+        .position(|o| *o == outcome)
+        .unwrap_or_default()
+}
+
 /// Everything consumed since the last flush, from every topic.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -156,6 +205,10 @@ pub struct Batch {
     /// Host values in the samples.
     pub host_values: u64,
     pub host_windows: HashMap<HostWindowKey, HostWindow>,
+    /// Valid check results, each stored raw.
+    pub probe_results: Vec<ProbeResult>,
+    /// Window statistics keyed by URL and window start.
+    pub probe_windows: HashMap<(String, i64), ProbeWindow>,
     approx_bytes: usize,
 }
 
@@ -226,6 +279,18 @@ impl Batch {
         self.host_samples.push(sample);
     }
 
+    /// Adds a valid check result.
+    pub fn record_probe(&mut self, rules: &Rules, result: ProbeResult) {
+        let window = rules.window_of(result.time.timestamp_millis());
+        let single = ProbeWindow::single(result.result, result.phases.total_seconds);
+        self.probe_windows
+            .entry((result.url.clone(), window))
+            .and_modify(|w| w.merge(&single))
+            .or_insert(single);
+        self.approx_bytes += PROBE_RESULT_OVERHEAD + 2 * result.url.len();
+        self.probe_results.push(result);
+    }
+
     /// Keeps an invalid message for the dead-letter topic.
     pub fn record_dead_letter(&mut self, letter: DeadLetter) {
         self.approx_bytes += DEAD_LETTER_OVERHEAD
@@ -265,7 +330,10 @@ impl Batch {
 
     /// Kafka messages the batch covers (valid or not).
     pub fn messages(&self) -> u64 {
-        self.calls + self.host_samples.len() as u64 + self.dead_letters.len() as u64
+        self.calls
+            + self.host_samples.len() as u64
+            + self.probe_results.len() as u64
+            + self.dead_letters.len() as u64
     }
 
     /// Approximate heap held by the batch, for the memory budget.
@@ -278,6 +346,13 @@ impl Batch {
     pub fn sorted_windows(&self) -> Vec<(i64, WindowDelta)> {
         let mut windows: Vec<_> = self.windows.iter().map(|(k, v)| (*k, *v)).collect();
         windows.sort_unstable_by_key(|(start, _)| *start);
+        windows
+    }
+
+    /// Probe windows in key order, for the same reason as [`Self::sorted_windows`].
+    pub fn sorted_probe_windows(&self) -> Vec<(&(String, i64), &ProbeWindow)> {
+        let mut windows: Vec<_> = self.probe_windows.iter().collect();
+        windows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         windows
     }
 

@@ -24,6 +24,10 @@ pub struct Config {
     #[arg(long, env = "HOST_METRICS_TOPIC", default_value = topics::HOST_METRICS)]
     pub host_metrics_topic: String,
 
+    /// Topic of the web check results.
+    #[arg(long, env = "PROBES_TOPIC", default_value = topics::WEB_PROBES)]
+    pub probes_topic: String,
+
     /// Dead-letter topic: invalid messages are copied there unchanged.
     #[arg(long, env = "DLQ_TOPIC", default_value = topics::DLQ)]
     pub dlq_topic: String,
@@ -85,7 +89,11 @@ pub struct Config {
 impl Config {
     /// The consumed topics; an error names the clash when two are the same.
     pub fn topics(&self) -> Result<Topics, String> {
-        Topics::new(self.calls_topic.clone(), self.host_metrics_topic.clone())
+        Topics::new(
+            self.calls_topic.clone(),
+            self.host_metrics_topic.clone(),
+            self.probes_topic.clone(),
+        )
     }
 
     /// The flush interval as a duration.

@@ -30,6 +30,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::batch::{Batch, DeadLetter, Rules};
 use crate::decode::host::decode_host;
+use crate::decode::probe::decode_probe;
 use crate::decode::{Invalid, check_time, decode_call};
 use crate::flush::{FlushFailure, Flushed, Flusher};
 use crate::metrics::Metrics;
@@ -213,6 +214,7 @@ impl AggregatorContext {
             .inc_by(batch.duration_ms as f64 / 1000.0);
         m.long_calls.inc_by(batch.long_calls.len() as u64);
         m.host_samples.inc_by(batch.host_samples.len() as u64);
+        m.probe_results.inc_by(batch.probe_results.len() as u64);
         m.flush_duration.observe(flushed.took.as_secs_f64());
         m.rows_written
             .with_label_values(&["call_stats_1m"])
@@ -229,6 +231,12 @@ impl AggregatorContext {
         m.rows_written
             .with_label_values(&["host_metrics_1m"])
             .inc_by(flushed.written.host_windows);
+        m.rows_written
+            .with_label_values(&["probe_results"])
+            .inc_by(flushed.written.probe_results);
+        m.rows_written
+            .with_label_values(&["probe_stats_1m"])
+            .inc_by(flushed.written.probe_windows);
         if let Some(totals) = flushed.totals {
             m.stored_calls.set(totals.calls);
             m.stored_call_duration_seconds
@@ -663,6 +671,14 @@ fn process(
             })
             .map(|sample| {
                 batch.record_host_sample(&settings.rules, sample);
+                None
+            }),
+        Source::Probes => decode_probe(message.payload(), settings.max_message_bytes)
+            .and_then(|r| {
+                check_time(r.time.timestamp_millis(), now_ms, settings.max_lateness_ms).map(|()| r)
+            })
+            .map(|r| {
+                batch.record_probe(&settings.rules, r);
                 None
             }),
     };

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 pub mod host;
+pub mod probe;
 
 /// The longest call we believe (24 h); anything longer is `invalid_duration`.
 pub const MAX_CALL_DURATION_MS: i64 = 86_400_000;

@@ -1,4 +1,4 @@
-//! `aggregator`: consumes the call stream and the host samples, aggregates them in tumbling
+//! `aggregator`: consumes calls, host samples and web check results, aggregates them in tumbling
 //! event-time windows and persists them to PostgreSQL with an exactly-once effect (see
 //! [`store`] for the guarantee).
 //!

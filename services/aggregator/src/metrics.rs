@@ -23,6 +23,8 @@ pub struct Metrics {
     pub long_calls: IntCounter,
     /// Host samples durably stored by this process.
     pub host_samples: IntCounter,
+    /// Web check results durably stored by this process.
+    pub probe_results: IntCounter,
     /// Durations of decoded calls.
     pub call_duration: Histogram,
     pub events_consumed: IntCounterVec,
@@ -67,6 +69,10 @@ impl Metrics {
             host_samples: IntCounter::with_opts(opts(
                 "host_samples_total",
                 "Host samples stored in PostgreSQL by this process.",
+            ))?,
+            probe_results: IntCounter::with_opts(opts(
+                "probe_results_total",
+                "Web check results stored in PostgreSQL by this process.",
             ))?,
             call_duration: Histogram::with_opts(
                 HistogramOpts::new("call_duration_seconds", "Durations of the decoded calls.")
@@ -167,6 +173,7 @@ impl Metrics {
         registry.register(Box::new(m.call_duration_seconds_total.clone()))?;
         registry.register(Box::new(m.long_calls.clone()))?;
         registry.register(Box::new(m.host_samples.clone()))?;
+        registry.register(Box::new(m.probe_results.clone()))?;
         registry.register(Box::new(m.call_duration.clone()))?;
         registry.register(Box::new(m.events_consumed.clone()))?;
         registry.register(Box::new(m.invalid_events.clone()))?;
@@ -200,6 +207,8 @@ impl Metrics {
             "consumer_offsets",
             "system_metrics",
             "host_metrics_1m",
+            "probe_results",
+            "probe_stats_1m",
         ] {
             m.rows_written.with_label_values(&[table]);
         }

@@ -8,11 +8,13 @@ pub enum Source {
     Calls,
     /// Host samples from `host-metrics`.
     Hosts,
+    /// Check results from `web-prober`.
+    Probes,
 }
 
 impl Source {
     /// Every source, in a fixed order.
-    pub const ALL: [Source; 2] = [Self::Calls, Self::Hosts];
+    pub const ALL: [Source; 3] = [Self::Calls, Self::Hosts, Self::Probes];
 }
 
 /// A consumed partition.
@@ -23,17 +25,27 @@ pub type Tp = (Source, i32);
 pub struct Topics {
     calls: String,
     hosts: String,
+    probes: String,
 }
 
 impl Topics {
     /// Names for every source; they must differ, or a message's source would be ambiguous.
-    pub fn new(calls: String, hosts: String) -> Result<Self, String> {
-        if calls == hosts {
-            return Err(format!(
-                "CALLS_TOPIC and HOST_METRICS_TOPIC must differ, both are `{calls}`"
-            ));
+    pub fn new(calls: String, hosts: String, probes: String) -> Result<Self, String> {
+        let named = [
+            ("CALLS_TOPIC", &calls),
+            ("HOST_METRICS_TOPIC", &hosts),
+            ("PROBES_TOPIC", &probes),
+        ];
+        for (i, (a, x)) in named.iter().enumerate() {
+            if let Some((b, _)) = named[i + 1..].iter().find(|(_, y)| y == x) {
+                return Err(format!("{a} and {b} must differ, both are `{x}`"));
+            }
         }
-        Ok(Self { calls, hosts })
+        Ok(Self {
+            calls,
+            hosts,
+            probes,
+        })
     }
 
     /// The topic of `source`.
@@ -41,6 +53,7 @@ impl Topics {
         match source {
             Source::Calls => &self.calls,
             Source::Hosts => &self.hosts,
+            Source::Probes => &self.probes,
         }
     }
 
@@ -61,20 +74,22 @@ mod tests {
 
     #[test]
     fn names_and_sources_map_both_ways() {
-        let topics = Topics::new("c".into(), "h".into()).unwrap();
+        let topics = Topics::new("c".into(), "h".into(), "p".into()).unwrap();
         for source in Source::ALL {
             assert_eq!(topics.source_of(topics.name(source)), Some(source));
         }
         assert_eq!(topics.source_of("other"), None);
-        assert_eq!(topics.names(), ["c", "h"]);
+        assert_eq!(topics.names(), ["c", "h", "p"]);
     }
 
     #[test]
     fn equal_names_are_rejected() {
-        let err = Topics::new("x".into(), "x".into()).unwrap_err();
+        let err = Topics::new("x".into(), "x".into(), "p".into()).unwrap_err();
         assert!(
             err.contains("HOST_METRICS_TOPIC") && err.contains("`x`"),
             "{err}"
         );
+        let err = Topics::new("c".into(), "p".into(), "p".into()).unwrap_err();
+        assert!(err.contains("PROBES_TOPIC"), "{err}");
     }
 }

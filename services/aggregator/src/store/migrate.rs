@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "host_metrics",
         include_str!("../../migrations/0004_host_metrics.sql"),
     ),
+    (
+        5,
+        "probes",
+        include_str!("../../migrations/0005_probes.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).

@@ -56,6 +56,8 @@ pub struct Written {
     pub offsets: u64,
     pub system_metrics: u64,
     pub host_windows: u64,
+    pub probe_results: u64,
+    pub probe_windows: u64,
 }
 
 /// Which consumer group and topics a store serves.
@@ -88,6 +90,36 @@ WHERE o.group_id = $1";
 
 const COPY_SYSTEM_METRICS: &str =
     "COPY system_metrics (time, host, metric, device, value, unit) FROM STDIN BINARY";
+
+const COPY_PROBE_RESULTS: &str = "COPY probe_results \
+    (time, url, method, result, status, response_time_seconds, dns_seconds, connect_seconds, \
+     tls_seconds, ttfb_seconds, transfer_seconds, body_bytes, regex_match, redirects, \
+     tls_version, cert_not_after, error) FROM STDIN BINARY";
+
+const UPSERT_PROBE_WINDOWS: &str = "
+INSERT INTO probe_stats_1m AS s
+    (url, window_start, window_secs, checks, ok, timeouts, dns_errors, connect_errors, tls_errors,
+     http_status_errors, regex_mismatches, body_errors,
+     latency_sum_seconds, latency_min_seconds, latency_max_seconds)
+SELECT u, to_timestamp(w), $1, c, o, t, d, ce, te, he, re, be, su, mi, ma
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+            $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+            $13::float8[], $14::float8[], $15::float8[])
+    AS x(u, w, c, o, t, d, ce, te, he, re, be, su, mi, ma)
+ON CONFLICT (url, window_start, window_secs) DO UPDATE SET
+    checks = s.checks + EXCLUDED.checks,
+    ok = s.ok + EXCLUDED.ok,
+    timeouts = s.timeouts + EXCLUDED.timeouts,
+    dns_errors = s.dns_errors + EXCLUDED.dns_errors,
+    connect_errors = s.connect_errors + EXCLUDED.connect_errors,
+    tls_errors = s.tls_errors + EXCLUDED.tls_errors,
+    http_status_errors = s.http_status_errors + EXCLUDED.http_status_errors,
+    regex_mismatches = s.regex_mismatches + EXCLUDED.regex_mismatches,
+    body_errors = s.body_errors + EXCLUDED.body_errors,
+    latency_sum_seconds = s.latency_sum_seconds + EXCLUDED.latency_sum_seconds,
+    latency_min_seconds = LEAST(s.latency_min_seconds, EXCLUDED.latency_min_seconds),
+    latency_max_seconds = GREATEST(s.latency_max_seconds, EXCLUDED.latency_max_seconds),
+    updated_at = now()";
 
 const UPSERT_HOST_WINDOWS: &str = "
 INSERT INTO host_metrics_1m AS s
@@ -281,6 +313,10 @@ impl Store {
             written.system_metrics = self.copy_host_samples(&tx, batch).await?;
             written.host_windows = self.upsert_host_windows(&tx, batch).await?;
         }
+        if !batch.probe_results.is_empty() {
+            written.probe_results = copy_probe_results(&tx, batch).await?;
+            written.probe_windows = self.upsert_probe_windows(&tx, batch).await?;
+        }
         tx.commit().await?;
         Ok((totals, written))
     }
@@ -359,9 +395,108 @@ impl Store {
             .await?)
     }
 
+    async fn upsert_probe_windows(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &Batch,
+    ) -> Result<u64, StoreError> {
+        use fleet::events::ProbeOutcome as O;
+        let windows = batch.sorted_probe_windows();
+        let urls: Vec<&str> = windows.iter().map(|(k, _)| k.0.as_str()).collect();
+        let starts: Vec<i64> = windows.iter().map(|(k, _)| k.1).collect();
+        let checks: Vec<i64> = windows.iter().map(|(_, w)| w.checks).collect();
+        let by = |o: O| -> Vec<i64> { windows.iter().map(|(_, w)| w.count(o)).collect() };
+        let sums: Vec<f64> = windows.iter().map(|(_, w)| w.latency_sum).collect();
+        let mins: Vec<f64> = windows.iter().map(|(_, w)| w.latency_min).collect();
+        let maxs: Vec<f64> = windows.iter().map(|(_, w)| w.latency_max).collect();
+        let stmt = tx.prepare_cached(UPSERT_PROBE_WINDOWS).await?;
+        Ok(tx
+            .execute(
+                &stmt,
+                &[
+                    &self.window_secs,
+                    &urls,
+                    &starts,
+                    &checks,
+                    &by(O::Ok),
+                    &by(O::Timeout),
+                    &by(O::DnsError),
+                    &by(O::ConnectError),
+                    &by(O::TlsError),
+                    &by(O::HttpStatus),
+                    &by(O::RegexMismatch),
+                    &by(O::BodyError),
+                    &sums,
+                    &mins,
+                    &maxs,
+                ],
+            )
+            .await?)
+    }
+
     /// A cheap round trip, for the health check while idle.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.pool.get().await?.simple_query("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// Every check result, one row each, by binary COPY.
+async fn copy_probe_results(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Batch,
+) -> Result<u64, StoreError> {
+    let sink = tx.copy_in(COPY_PROBE_RESULTS).await?;
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::BOOL,
+        Type::INT4,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in &batch.probe_results {
+        let p = &r.phases;
+        let status = r.status.map(i32::from);
+        let body_bytes = i64::try_from(r.body_bytes).unwrap_or(i64::MAX);
+        let redirects = i32::try_from(r.redirects).unwrap_or(i32::MAX);
+        let tls_version = r.tls.as_ref().map(|t| t.version.as_str());
+        let not_after = r.tls.as_ref().map(|t| t.cert_not_after);
+        writer
+            .as_mut()
+            .write(&[
+                &r.time,
+                &r.url,
+                &r.method,
+                &r.result.as_str(),
+                &status,
+                &p.total_seconds,
+                &p.dns_seconds,
+                &p.connect_seconds,
+                &p.tls_seconds,
+                &p.ttfb_seconds,
+                &p.transfer_seconds,
+                &body_bytes,
+                &r.regex_match,
+                &redirects,
+                &tls_version,
+                &not_after,
+                &r.error,
+            ])
+            .await?;
+    }
+    Ok(writer.finish().await?)
 }

@@ -112,6 +112,7 @@ impl TestDb {
 pub struct Names {
     pub calls: String,
     pub hosts: String,
+    pub probes: String,
     pub dlq: String,
     pub group: String,
 }
@@ -122,6 +123,7 @@ impl Names {
         Self {
             calls: format!("calls-{id}"),
             hosts: format!("hosts-{id}"),
+            probes: format!("probes-{id}"),
             dlq: format!("dlq-{id}"),
             group: format!("agg-{id}"),
         }
@@ -138,6 +140,7 @@ pub fn broker(names: &Names, partitions: i32) -> MockCluster<'static, DefaultPro
     cluster
         .create_topic(&names.hosts, HOST_PARTITIONS, 1)
         .unwrap();
+    cluster.create_topic(&names.probes, 1, 1).unwrap();
     cluster.create_topic(&names.dlq, 1, 1).unwrap();
     cluster
 }
@@ -154,6 +157,8 @@ pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
         &names.calls,
         "--host-metrics-topic",
         &names.hosts,
+        "--probes-topic",
+        &names.probes,
         "--dlq-topic",
         &names.dlq,
         "--consumer-group",

@@ -10,4 +10,5 @@ mod exactly_once;
 mod helpers;
 mod hosts;
 mod outages;
+mod probes;
 mod tracing;

@@ -1,0 +1,279 @@
+//! `web-prober`: checks websites and publishes every result to Kafka.
+//!
+//! - [`config`] — settings; [`targets`] — the targets file (pure parsing and validation).
+//! - [`check`] — one check, timed phase by phase (the HTTP/TLS edge).
+//! - [`scheduler`] — a task per target, jittered starts, a global concurrency bound, reloads.
+//! - [`metrics`] — the `web_prober_*` metrics, per target and overall.
+
+pub mod check;
+pub mod config;
+pub mod metrics;
+pub mod scheduler;
+pub mod targets;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fleet::events::ProbeResult;
+use fleet::health::Health;
+use fleet::http::Endpoint;
+use fleet::kafka::{BrokerWatch, WatchedContext};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::check::Checker;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+use crate::targets::{Defaults, Target};
+
+/// Default port of the metrics endpoint.
+pub const METRICS_PORT: u16 = 6069;
+const DELIVERY_CHECK: &str = "delivery";
+/// Fails while the targets file cannot be used (the last good one keeps running).
+const TARGETS_CHECK: &str = "targets";
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A built prober, its metrics endpoint bound.
+#[derive(Debug)]
+pub struct Application {
+    config: Config,
+    endpoint: Endpoint,
+    metrics: Metrics,
+}
+
+impl Application {
+    /// Registers metrics and binds the HTTP port (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
+        let metrics = Metrics::register(&endpoint.registry)?;
+        Ok(Self {
+            config,
+            endpoint,
+            metrics,
+        })
+    }
+
+    /// The bound HTTP port.
+    pub fn port(&self) -> u16 {
+        self.endpoint.port()
+    }
+
+    /// Checks the targets until `shutdown`, reloading the file when it changes or on
+    /// `reload`; then delivers the results still in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: CancellationToken,
+        mut reload: impl ReloadSignal,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            endpoint,
+            metrics,
+        } = self;
+        let health = endpoint.health.clone();
+        let http_stop = CancellationToken::new();
+        let server = endpoint.spawn(http_stop.clone());
+        health.register(DELIVERY_CHECK, false);
+        health.register(TARGETS_CHECK, false);
+
+        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
+        let watch = BrokerWatch::new(health.clone());
+        let producer: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
+            &base,
+            &[
+                ("enable.idempotence", "true"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+            ],
+        )
+        .create_with_context(WatchedContext { watch })
+        .context("create Kafka producer")?;
+        let topics = [config.probes_topic.as_str()];
+        let (partitions, rf) = (
+            config.common.kafka_topic_partitions,
+            config.common.kafka_topic_replication_factor,
+        );
+        if !fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await? {
+            http_stop.cancel();
+            return Ok(());
+        }
+
+        let delivered = Arc::new(AtomicU64::new(0));
+        let pending = Arc::new(AtomicU64::new(0));
+        let sink = result_sink(
+            producer.clone(),
+            config.probes_topic.clone(),
+            metrics.clone(),
+            delivered.clone(),
+            pending.clone(),
+        );
+        let monitor_stop = CancellationToken::new();
+        let waiting = pending.clone();
+        let monitor = tokio::spawn(fleet::health::watch_deliveries(
+            health.clone(),
+            DELIVERY_CHECK,
+            delivered,
+            move || waiting.load(Ordering::Relaxed) > 0,
+            config.interval().max(Duration::from_secs(10)) * 3,
+            monitor_stop.clone(),
+        ));
+
+        let checker = Checker::new(
+            config.probe_ca_file.as_deref(),
+            config.probe_max_body_bytes,
+            config.probe_max_redirects,
+        )
+        .context("TLS setup (PROBE_CA_FILE)")?;
+        let mut scheduler = Scheduler::new(
+            checker,
+            config.probe_concurrency as usize,
+            metrics.clone(),
+            sink,
+        );
+        let defaults = Defaults {
+            interval: config.interval(),
+            timeout: config.timeout(),
+            regex: (!config.probe_regex.is_empty())
+                .then(|| regex::Regex::new(&config.probe_regex))
+                .transpose()?,
+        };
+        let mut loaded: Option<String> = None;
+        let mut poll = tokio::time::interval(config.reload_every());
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = poll.tick() => {}
+                () = reload.recv() => {
+                    tracing::info!("SIGHUP: reloading the targets file");
+                    loaded = None;
+                }
+            }
+            load_targets(
+                &config,
+                &defaults,
+                &mut loaded,
+                &mut scheduler,
+                &metrics,
+                &health,
+            )
+            .await;
+        }
+
+        scheduler.stop().await;
+        let flushed = tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT));
+        monitor_stop.cancel();
+        let _ = monitor.await;
+        http_stop.cancel();
+        let _ = server.await;
+        flushed.context("results not delivered at shutdown")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Something that says "reload now" (SIGHUP in production).
+pub trait ReloadSignal {
+    fn recv(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// No reload signal (tests; the file is still watched).
+#[derive(Debug)]
+pub struct NoReloadSignal;
+
+impl ReloadSignal for NoReloadSignal {
+    async fn recv(&mut self) {
+        std::future::pending::<()>().await
+    }
+}
+
+impl ReloadSignal for tokio::signal::unix::Signal {
+    async fn recv(&mut self) {
+        if tokio::signal::unix::Signal::recv(self).await.is_none() {
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+/// Reads the targets file; when its content changed since `loaded`, applies it. An invalid
+/// file keeps the running targets and says why (log, metrics, the `targets` health check).
+async fn load_targets(
+    config: &Config,
+    defaults: &Defaults,
+    loaded: &mut Option<String>,
+    scheduler: &mut Scheduler,
+    metrics: &Metrics,
+    health: &Health,
+) {
+    let path = &config.probe_targets_file;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => {
+            let why = format!("cannot read {}: {err}", path.display());
+            if loaded.as_deref() != Some(why.as_str()) {
+                reject(metrics, health, &why);
+                *loaded = Some(why);
+            }
+            return;
+        }
+    };
+    if loaded.as_deref() == Some(text.as_str()) {
+        return;
+    }
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    match targets::parse(&text, yaml, defaults) {
+        Ok(targets) => {
+            let diff = scheduler.apply(&targets);
+            metrics.reloads.with_label_values(&["success"]).inc();
+            metrics.config_valid.set(1);
+            health.pass(TARGETS_CHECK);
+            tracing::info!(targets = targets.len(), started = diff.start.len(),
+                stopped = diff.stop.len(), file = %path.display(), "targets loaded");
+        }
+        Err(why) => reject(metrics, health, &format!("{}: {why}", path.display())),
+    }
+    *loaded = Some(text);
+}
+
+fn reject(metrics: &Metrics, health: &Health, why: &str) {
+    metrics.reloads.with_label_values(&["failure"]).inc();
+    metrics.config_valid.set(0);
+    health.fail(TARGETS_CHECK, why.to_string());
+    tracing::error!(%why, "targets file rejected; the previous targets keep running");
+}
+
+/// Publishes each result as one JSON message keyed by URL; delivery is awaited in its own
+/// task so that a slow broker never holds a check.
+fn result_sink(
+    producer: FutureProducer<WatchedContext>,
+    topic: String,
+    metrics: Metrics,
+    delivered: Arc<AtomicU64>,
+    pending: Arc<AtomicU64>,
+) -> scheduler::Sink {
+    Arc::new(move |_target: &Target, result: ProbeResult| {
+        let payload = match serde_json::to_vec(&result) {
+            Ok(p) => p,
+            Err(err) => return tracing::error!(%err, "cannot encode result"),
+        };
+        let (producer, topic, metrics) = (producer.clone(), topic.clone(), metrics.clone());
+        let (delivered, pending) = (delivered.clone(), pending.clone());
+        pending.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let record = FutureRecord::to(&topic).key(&result.url).payload(&payload);
+            match producer.send(record, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    metrics.published.inc();
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err((err, _)) => {
+                    metrics.delivery_errors.inc();
+                    tracing::warn!(%err, url = %result.url, "result not delivered");
+                }
+            }
+            pending.fetch_sub(1, Ordering::Relaxed);
+        });
+    })
+}
