@@ -2,9 +2,9 @@
 # Checks the observability configuration without starting anything:
 #   - Prometheus: the config, every rule file (e2e ones included) and the rule unit tests;
 #   - Alertmanager: the config;
-#   - Grafana: every dashboard is JSON with a unique uid whose panels use only the provisioned
-#     data sources (uids `prometheus` and `postgres`), and scripts/dashboard-queries.py
-#     extracts every query.
+#   - Grafana: every dashboard is JSON with a unique uid whose panels and query variables use
+#     only the provisioned data sources (uids `prometheus` and `postgres`), and
+#     scripts/dashboard-queries.py extracts every query.
 # Needs promtool (Prometheus >= 2.42), amtool (Alertmanager >= 0.25) and python3; installs
 # nothing. On Debian: apt-get install prometheus prometheus-alertmanager python3.
 set -euo pipefail
@@ -71,6 +71,13 @@ for path in files:
         errors.append(f"{path}: uid {uid!r} already used by {seen[uid]}")
     else:
         seen[uid] = path.name
+    for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            source = var.get("datasource")
+            ds_uid = source.get("uid") if isinstance(source, dict) else source
+            if ds_uid not in known:
+                errors.append(f"{path.name}: variable {var.get('name')!r}: datasource uid "
+                              f"{ds_uid!r} is not one of {sorted(known)}")
     for panel in walk(board.get("panels", [])):
         title = panel.get("title", panel.get("id"))
         sources = [("panel", panel.get("datasource"))] if "datasource" in panel else []

@@ -7,9 +7,15 @@ panel, including the panels nested in rows, and prints one JSON object per panel
     {"dashboard": <uid>, "panel": <title>, "datasource": "prometheus"|"postgres", "query": <text>}
 
 Grafana's variables and macros are replaced as for a one-hour range ending now, so that the
-PromQL runs through Prometheus' HTTP API and the SQL through psql. Exits 1, naming the
-dashboard and panel, on a target whose datasource uid is not `prometheus` or `postgres`, on a
-target without a query, or on a `$` variable left after substitution. Python 3.11, stdlib only.
+PromQL runs through Prometheus' HTTP API and the SQL through psql. The dashboard's own
+template variables (`templating.list`) are replaced as when "All" is selected: by their
+`allValue` (e.g. `.*`, for `host=~"$host"` in PromQL and `host ~ '^${host:regex}$'` in SQL),
+else by their saved `current` value; the query that fills a variable is printed too, as a
+line whose panel is `variable NAME` (`label_values(SELECTOR, LABEL)` becomes
+`group by (LABEL) (SELECTOR)`). Exits 1, naming the dashboard and panel, on a target whose
+datasource uid is not `prometheus` or `postgres`, on a target without a query, on a variable
+without a value or with a query it cannot translate, or on a `$` variable left after
+substitution. Python 3.11, stdlib only.
 """
 
 import json
@@ -40,10 +46,59 @@ class DashboardError(Exception):
     """A dashboard that the e2e test could not run as is."""
 
 
-def substitute(query: str) -> str:
+def substitute(query: str, variables: dict[str, str] | None = None) -> str:
     for pattern, replacement in SUBSTITUTIONS:
         query = pattern.sub(replacement, query)
+    for name, value in (variables or {}).items():
+        # $name, ${name}, ${name:format} and [[name]]; `\b` keeps $host from matching $hostname.
+        # The format is ignored: Grafana, too, inserts a custom allValue unformatted.
+        pattern = re.compile(r"\$\{" + re.escape(name) + r"(?::\w+)?\}|\$" + re.escape(name)
+                             + r"\b|\[\[" + re.escape(name) + r"\]\]")
+        query = pattern.sub(lambda _: value, query)
     return query
+
+
+# Grafana's Prometheus variable function label_values([SELECTOR,] LABEL), as PromQL.
+LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.+?)\s*,\s*)?(\w+)\s*\)\s*$", re.S)
+
+
+def variable_values(board: dict, where: str) -> tuple[dict[str, str], list[dict]]:
+    """The value of every template variable, as with "All" selected, and the queries that
+    fill the query variables (as `datasource`, `query` pairs)."""
+    values, lines = {}, []
+    for var in board.get("templating", {}).get("list", []):
+        name = var.get("name")
+        if not name:
+            raise DashboardError(f"{where}: a template variable without a name")
+        current = (var.get("current") or {}).get("value")
+        if var.get("includeAll") and var.get("allValue"):
+            values[name] = var["allValue"]
+        elif isinstance(current, str) and current and current != "$__all":
+            values[name] = current
+        else:
+            raise DashboardError(
+                f"{where}: variable {name!r} has neither includeAll with an allValue nor a "
+                f"saved current value")
+        if var.get("type") != "query":
+            continue
+        uid = datasource_uid(var.get("datasource"))
+        raw = var.get("query")
+        if isinstance(raw, dict):
+            raw = raw.get("query") or raw.get("rawSql")
+        if uid == "prometheus":
+            match = LABEL_VALUES.match(raw or "")
+            if not match:
+                raise DashboardError(
+                    f"{where}: variable {name!r}: only label_values(...) queries are "
+                    f"supported, got {raw!r}")
+            selector = match.group(1) or f'{{{match.group(2)}!=""}}'
+            query = f"group by ({match.group(2)}) ({selector})"
+        elif uid == "postgres" and isinstance(raw, str) and raw.strip():
+            query = raw
+        else:
+            raise DashboardError(f"{where}: variable {name!r}: no query for datasource {uid!r}")
+        lines.append({"panel": f"variable {name}", "datasource": uid, "query": query})
+    return values, lines
 
 
 def panels(items: list) -> list:
@@ -67,7 +122,17 @@ def queries(path: Path) -> list[dict]:
     uid = board.get("uid")
     if not uid:
         raise DashboardError(f"{path}: no uid")
+    variables, variable_queries = variable_values(board, path.name)
     lines = []
+    for line in variable_queries:
+        query = substitute(line["query"], variables)
+        leftover = LEFTOVER.search(query)
+        if leftover:
+            raise DashboardError(
+                f"{path.name}: {line['panel']}: variable {leftover.group(0)!r} has no "
+                f"substitution")
+        lines.append({"dashboard": uid, "panel": line["panel"],
+                      "datasource": line["datasource"], "query": query})
     for panel in panels(board.get("panels", [])):
         title = panel.get("title", f"panel {panel.get('id')}")
         where = f"{path.name}: panel {title!r}"
@@ -83,7 +148,7 @@ def queries(path: Path) -> list[dict]:
             if not isinstance(raw, str) or not raw.strip():
                 raise DashboardError(
                     f"{where}, target {ref}: no {DATASOURCES[uid_]} query")
-            query = substitute(raw)
+            query = substitute(raw, variables)
             leftover = LEFTOVER.search(query)
             if leftover:
                 raise DashboardError(

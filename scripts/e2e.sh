@@ -6,10 +6,13 @@
 #   FLEET_BIN_DIR=target/debug scripts/e2e.sh       # binaries already built
 #
 # Checks, each a polling loop with a deadline:
-#   1. every Prometheus scrape target is up;
-#   2. call_stats_1m, long_calls and call_totals grow;
+#   1. every Prometheus scrape target is up (host-metrics included);
+#   2. call_stats_1m, long_calls and call_totals grow; host samples reach system_metrics and
+#      host_metrics_1m, under the host name Prometheus sees; every recording and alerting rule
+#      evaluates without error, and the host pipeline's own alerts stay inactive;
 #   3. every dashboard query (scripts/dashboard-queries.py) returns data: PromQL through
 #      Prometheus' API, SQL through psql (queries over the alert history are retried after 5);
+#      the Hosts dashboard's `host` variable is set to "All" (`.*`);
 #   4. the e2e alert (prometheus/e2e/fast-alerts.yml) on a stopped call-simulator fires in
 #      Prometheus, reaches Alertmanager and lands as a 'firing' row in the alerts table (via
 #      the aggregator's POST /alerts); restarting the simulator resolves it, in Prometheus,
@@ -26,6 +29,8 @@ cd "$(dirname "$0")/.."
 
 export FLEET_STATE_DIR=${E2E_STATE_DIR:-$PWD/.local-stack-e2e}
 export FLEET_SCRAPE_INTERVAL=2s FLEET_FAST_ALERTS=1 FLEET_EXTRA_RULES=prometheus/e2e/fast-alerts.yml
+# host-metrics samples every second (default 10), so that rates and tables fill in seconds.
+export SAMPLE_INTERVAL_SECS=1
 export FLEET_DB_NAME=${E2E_DB_NAME:-fleetpulse_e2e}
 # Hermetic: a devbroker and a database of our own, whatever the shell points at.
 unset DATABASE_URL KAFKA_BOOTSTRAP_SERVERS FLEET_PG_ADMIN_URL
@@ -90,7 +95,7 @@ promql() { curl -fsS --max-time 5 -G "$PROM/api/v1/query" --data-urlencode "quer
 targets_up() {
   curl -fsS --max-time 5 "$PROM/api/v1/targets" >"$STATE/targets.json" 2>/dev/null &&
     jq -e '.data.activeTargets as $t | ($t | length) > 0 and ($t | all(.health == "up"))
-           and (["aggregator", "call-simulator", "prometheus", "alertmanager"]
+           and (["aggregator", "call-simulator", "host-metrics", "prometheus", "alertmanager"]
                 | all(. as $s | $t | any(.labels.service == $s)))' "$STATE/targets.json" >/dev/null
 }
 show_targets() {
@@ -113,20 +118,63 @@ tables_grew() {
   [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ] && [ "$c1" -gt "$c0" ]
 }
 
+host_counts() {
+  sql "SELECT (SELECT count(*) FROM system_metrics) || ' ' ||
+              (SELECT coalesce(sum(samples), 0) FROM host_metrics_1m)"
+}
+HOSTS0="" HOSTS1=""
+host_tables_grew() {
+  local a0 b0 a1 b1
+  HOSTS1=$(host_counts) || return 1
+  read -r a0 b0 <<<"$HOSTS0"
+  read -r a1 b1 <<<"$HOSTS1"
+  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ]
+}
+# The host names in PostgreSQL and in Prometheus (label `host`), comma-separated, sorted.
+pg_hosts() { sql "SELECT string_agg(DISTINCT host, ',' ORDER BY host) FROM system_metrics"; }
+prom_hosts() {
+  promql 'group by (host) (host_metrics_cpu_usage_ratio)' |
+    jq -r '[.data.result[].metric.host] | sort | join(",")'
+}
+
+# Rules: every rule has been evaluated (health ok), none failed; the named ones are loaded.
+RULES_BAD=""
+rules_healthy() {
+  local out
+  out=$(curl -fsS --max-time 5 "$PROM/api/v1/rules") || { RULES_BAD="rules API unreachable"; return 1; }
+  RULES_BAD=$(jq -r '.data.groups[].rules[] | select(.health != "ok")
+                     | "\(.name): \(.health) \(.lastError // "")"' <<<"$out")
+  [ -z "$RULES_BAD" ]
+}
+rules_loaded() { # NAME...
+  local out name
+  out=$(curl -fsS --max-time 5 "$PROM/api/v1/rules") || return 1
+  for name in "$@"; do
+    jq -e --arg n "$name" '[.data.groups[].rules[] | select(.name == $n)] | length > 0' <<<"$out" >/dev/null ||
+      { RULES_BAD="$name is not loaded"; return 1; }
+  done
+}
+alerts_inactive() { # NAME...: none of them pending or firing in Prometheus
+  local out active
+  out=$(curl -fsS --max-time 5 "$PROM/api/v1/alerts") || { RULES_BAD="alerts API unreachable"; return 1; }
+  active=$(jq -r --args '[.data.alerts[] | select(.labels.alertname as $a | $ARGS.positional | index($a))
+                          | "\(.labels.alertname) \(.state)"] | join(", ")' "$@" <<<"$out")
+  RULES_BAD=$active
+  [ -z "$active" ]
+}
+
 # Dashboard queries: QUERY_TEXT/KIND/NAME by index; SATISFIED[i]=1 once it returned data;
 # LAST_ERROR[i] the latest reason it did not.
 QUERY_TEXT=() QUERY_KIND=() QUERY_NAME=()
 declare -A SATISFIED=() LAST_ERROR=()
 load_queries() {
-  local lines line
+  local lines q kind name
   [ -f scripts/dashboard-queries.py ] || fail "scripts/dashboard-queries.py is missing"
   lines=$(python3 scripts/dashboard-queries.py) || fail "scripts/dashboard-queries.py failed"
-  while IFS= read -r line; do
-    [ -n "$line" ] || continue
-    QUERY_TEXT+=("$(jq -r .query <<<"$line")")
-    QUERY_KIND+=("$(jq -r .datasource <<<"$line")")
-    QUERY_NAME+=("$(jq -r '"\(.dashboard) / \(.panel)"' <<<"$line")")
-  done <<<"$lines"
+  # One jq for all: query, datasource and name, each ended by a NUL (queries span lines).
+  while IFS= read -r -d '' q && IFS= read -r -d '' kind && IFS= read -r -d '' name; do
+    QUERY_TEXT+=("$q") QUERY_KIND+=("$kind") QUERY_NAME+=("$name")
+  done < <(jq -j '.query, "\u0000", .datasource, "\u0000", "\(.dashboard) / \(.panel)", "\u0000"' <<<"$lines")
   [ ${#QUERY_TEXT[@]} -gt 0 ] || fail "scripts/dashboard-queries.py printed no query"
 }
 # Queries over the alert history can only return rows once an alert went through.
@@ -137,13 +185,11 @@ run_query() { # index -> 0 when it returned data; LAST_ERROR otherwise
   case ${QUERY_KIND[$i]} in
     prometheus)
       if ! out=$(promql "$q" 2>&1); then LAST_ERROR[$i]="HTTP error: $out"; return 1; fi
-      if ! jq -e '.status == "success"' <<<"$out" >/dev/null; then
-        LAST_ERROR[$i]="$(jq -r '.error // .' <<<"$out")"
-        return 1
-      fi
-      if jq -e '.data.resultType as $t | ($t == "scalar" or $t == "string") or (.data.result | length > 0)' \
-        <<<"$out" >/dev/null; then return 0; fi
-      LAST_ERROR[$i]="empty result"
+      out=$(jq -r 'if .status != "success" then .error // tostring
+                   elif (.data.resultType | . == "scalar" or . == "string") or (.data.result | length > 0) then "ok"
+                   else "empty result" end' <<<"$out" 2>&1)
+      [ "$out" = ok ] && return 0
+      LAST_ERROR[$i]=$out
       return 1
       ;;
     postgres)
@@ -235,6 +281,24 @@ poll 60 tables_grew || fail "not all grew in 60 s: sum(calls) long_calls call_to
 info "sum(calls) long_calls call_totals.calls: $COUNTS0 -> $COUNTS1"
 passed
 
+step "host samples reach system_metrics and host_metrics_1m; hosts agree"
+HOSTS0=$(host_counts)
+HOSTS1=$HOSTS0
+poll 30 host_tables_grew || fail "not both grew in 30 s: system_metrics rows, sum(host_metrics_1m.samples) = $HOSTS0 -> $HOSTS1"
+info "system_metrics rows, sum(host_metrics_1m.samples): $HOSTS0 -> $HOSTS1"
+hosts_match() { [ -n "$(pg_hosts)" ] && [ "$(pg_hosts)" = "$(prom_hosts)" ]; }
+poll 10 hosts_match || fail "hosts in PostgreSQL '$(pg_hosts)' differ from Prometheus' '$(prom_hosts)'"
+info "host: $(pg_hosts)"
+passed
+
+step "every rule evaluates; the host pipeline's alerts stay inactive"
+HOST_ALERTS=(FleetHostCpuHigh FleetHostMemoryLow FleetHostDiskFull FleetHostSamplesDropped FleetHostSamplesNotStored)
+rules_loaded "${HOST_ALERTS[@]}" || fail "$RULES_BAD"
+poll 20 rules_healthy || fail "rules not healthy after 20 s: $RULES_BAD"
+# Samples are published and stored: the alerts about the pipeline itself must not even pend.
+poll 20 alerts_inactive FleetHostSamplesDropped FleetHostSamplesNotStored || fail "active: $RULES_BAD"
+passed
+
 # --- 3. dashboards --------------------------------------------------------------------------
 step "every dashboard query returns data (alert history: after the alert)"
 load_queries
@@ -296,7 +360,7 @@ for cp in "${pids[@]}"; do
   rc=$(cat "$RUN/${cp%%:*}.rc" 2>/dev/null || echo '?')
   [ "$rc" = 0 ] || fail "${cp%%:*} exited with status $rc after SIGTERM"
 done
-for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
+for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$HOST_METRICS_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
   tcp_open 127.0.0.1 "$port" && fail "port $port still accepts connections"
 done
 info "stopped: ${pids[*]%%:*}"

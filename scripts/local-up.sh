@@ -12,8 +12,8 @@
 #
 # Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
 # devbroker (unless KAFKA_BOOTSTRAP_SERVERS answers), postgres (a private cluster, only when no
-# server is found), aggregator, call-simulator, alertmanager, prometheus.
-# (host-metrics :6068 and web-prober :6069 join after call-simulator once they have binaries.)
+# server is found), aggregator, call-simulator, host-metrics (samples this machine),
+# alertmanager, prometheus. (web-prober :6069 joins after host-metrics once it has a binary.)
 #
 # Settings, besides those in scripts/lib/local-stack.sh:
 #   KAFKA_BOOTSTRAP_SERVERS  an existing Kafka; used if it accepts connections, else devbroker
@@ -31,7 +31,7 @@
 #   FLEET_EXTRA_RULES        extra rule files (space or colon separated), loaded with the rest
 #   FLEET_FAST_ALERTS=1      Alertmanager group_wait and group_interval 1s (for the e2e)
 #   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT and every other service setting are
-#   passed through to the services unchanged.
+#   passed through to the services unchanged (e.g. SAMPLE_INTERVAL_SECS=1 for host-metrics).
 set -euo pipefail
 # shellcheck source=scripts/lib/local-stack.sh
 source "$(dirname "$0")/lib/local-stack.sh"
@@ -44,7 +44,7 @@ add_with_deps() {
   case $1 in
     smtp-sink | devbroker | postgres) ;;
     aggregator) add_with_deps devbroker; add_with_deps postgres ;;
-    call-simulator) add_with_deps devbroker ;;
+    call-simulator | host-metrics) add_with_deps devbroker ;;
     alertmanager) add_with_deps smtp-sink ;;
     prometheus) add_with_deps alertmanager ;;
     kafka) add_with_deps devbroker; return ;;
@@ -158,7 +158,7 @@ ensure_kafka() {
   KAFKA=$(<"$RUN/devbroker.bootstrap") STACK_KAFKA_MODE=devbroker KAFKA_FRESH=1
   say "Kafka: devbroker at $KAFKA (in memory: gone when it stops)"
   local c
-  for c in aggregator call-simulator; do
+  for c in aggregator call-simulator host-metrics; do
     if [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
       warn "$c still uses the previous Kafka: restart it (scripts/local-down.sh $c && scripts/local-up.sh $c)"
     fi
@@ -246,13 +246,16 @@ save_stack_env() {
 }
 
 # --- Prometheus and Alertmanager configuration ------------------------------------------
-# Compose hostnames -> this machine. host-metrics and web-prober are listed already, so that
-# a prometheus.yml that scrapes them works here unchanged once they run.
+# Compose hostnames -> this machine. host-metrics runs on the host's network in compose, so
+# Prometheus reaches it as host.docker.internal:6068 (host-metrics:6068 is accepted too).
+# web-prober is listed already, so that a prometheus.yml that scrapes it works here unchanged
+# once it runs.
 localize() {
   sed -i \
     -e "s#\\baggregator:6066\\b#127.0.0.1:$AGGREGATOR_PORT#g" \
     -e "s#\\bcall-simulator:6067\\b#127.0.0.1:$CALL_SIMULATOR_PORT#g" \
-    -e "s#\\bhost-metrics:6068\\b#127.0.0.1:${FLEET_HOST_METRICS_PORT:-6068}#g" \
+    -e "s#\\bhost\\.docker\\.internal:6068\\b#127.0.0.1:$HOST_METRICS_PORT#g" \
+    -e "s#\\bhost-metrics:6068\\b#127.0.0.1:$HOST_METRICS_PORT#g" \
     -e "s#\\bweb-prober:6069\\b#127.0.0.1:${FLEET_WEB_PROBER_PORT:-6069}#g" \
     -e "s#\\bprometheus:9090\\b#127.0.0.1:$PROMETHEUS_PORT#g" \
     -e "s#\\balertmanager:9093\\b#127.0.0.1:$ALERTMANAGER_PORT#g" \
@@ -423,6 +426,7 @@ print_table() {
       postgres) url="postgres://postgres@127.0.0.1:$PG_PORT" ;;
       aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
       call-simulator) url="http://127.0.0.1:$CALL_SIMULATOR_PORT/metrics" ;;
+      host-metrics) url="http://127.0.0.1:$HOST_METRICS_PORT/metrics" ;;
       alertmanager) url="http://127.0.0.1:$ALERTMANAGER_PORT" ;;
       prometheus) url="http://127.0.0.1:$PROMETHEUS_PORT" ;;
     esac
@@ -440,7 +444,8 @@ if [ -n "${WANT[postgres]:-}" ]; then ensure_database; else DB_URL=$STACK_DATABA
 save_stack_env
 [ -z "${WANT[aggregator]:-}" ] || start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL"
 [ -z "${WANT[call-simulator]:-}" ] || start_service call-simulator "$CALL_SIMULATOR_PORT"
-# host-metrics (:6068) and web-prober (:6069): start_service them here once they exist.
+[ -z "${WANT[host-metrics]:-}" ] || start_service host-metrics "$HOST_METRICS_PORT"
+# web-prober (:6069): start_service it here once it exists.
 [ -z "${WANT[alertmanager]:-}" ] || ensure_monitor alertmanager "$ALERTMANAGER_PORT"
 [ -z "${WANT[prometheus]:-}" ] || ensure_monitor prometheus "$PROMETHEUS_PORT"
 print_table
