@@ -6,13 +6,18 @@
 #   FLEET_BIN_DIR=target/debug scripts/e2e.sh       # binaries already built
 #
 # Checks, each a polling loop with a deadline:
-#   1. every Prometheus scrape target is up (host-metrics included);
+#   1. every Prometheus scrape target is up (host-metrics and web-prober included);
 #   2. call_stats_1m, long_calls and call_totals grow; host samples reach system_metrics and
-#      host_metrics_1m, under the host name Prometheus sees; every recording and alerting rule
-#      evaluates without error, and the host pipeline's own alerts stay inactive;
+#      host_metrics_1m, under the host name Prometheus sees; web checks reach probe_results and
+#      probe_stats_1m with every kind of answer of the generated targets file (ok,
+#      regex_mismatch, http_status, connect_error), under the URLs Prometheus sees in the
+#      `target` label; every recording and alerting rule evaluates without error, and the
+#      host and probe pipelines' own alerts stay inactive; web-prober rejects a broken targets
+#      file (keeping its targets), reloads the fixed one on change, and again on SIGHUP;
 #   3. every dashboard query (scripts/dashboard-queries.py) returns data: PromQL through
 #      Prometheus' API, SQL through psql (queries over the alert history are retried after 5);
-#      the Hosts dashboard's `host` variable is set to "All" (`.*`);
+#      the Hosts dashboard's `host` and the Web probes dashboard's `target` variables are set
+#      to "All" (`.*`);
 #   4. the e2e alert (prometheus/e2e/fast-alerts.yml) on a stopped call-simulator fires in
 #      Prometheus, reaches Alertmanager and lands as a 'firing' row in the alerts table (via
 #      the aggregator's POST /alerts); restarting the simulator resolves it, in Prometheus,
@@ -29,8 +34,12 @@ cd "$(dirname "$0")/.."
 
 export FLEET_STATE_DIR=${E2E_STATE_DIR:-$PWD/.local-stack-e2e}
 export FLEET_SCRAPE_INTERVAL=2s FLEET_FAST_ALERTS=1 FLEET_EXTRA_RULES=prometheus/e2e/fast-alerts.yml
-# host-metrics samples every second (default 10), so that rates and tables fill in seconds.
-export SAMPLE_INTERVAL_SECS=1
+# host-metrics samples every second (default 10), web-prober checks every target every second
+# (default 60) and looks at its targets file twice a second (default 2), so that rates and
+# tables fill, and reloads happen, in seconds.
+export SAMPLE_INTERVAL_SECS=1 PROBE_INTERVAL_SECS=1 PROBE_RELOAD_SECS=0.5
+# The generated targets file and probe-site's certificate, whatever the shell points at.
+unset PROBE_TARGETS_FILE PROBE_CA_FILE PROBE_REGEX
 export FLEET_DB_NAME=${E2E_DB_NAME:-fleetpulse_e2e}
 # Hermetic: a devbroker and a database of our own, whatever the shell points at.
 unset DATABASE_URL KAFKA_BOOTSTRAP_SERVERS FLEET_PG_ADMIN_URL
@@ -95,7 +104,7 @@ promql() { curl -fsS --max-time 5 -G "$PROM/api/v1/query" --data-urlencode "quer
 targets_up() {
   curl -fsS --max-time 5 "$PROM/api/v1/targets" >"$STATE/targets.json" 2>/dev/null &&
     jq -e '.data.activeTargets as $t | ($t | length) > 0 and ($t | all(.health == "up"))
-           and (["aggregator", "call-simulator", "host-metrics", "prometheus", "alertmanager"]
+           and (["aggregator", "call-simulator", "host-metrics", "web-prober", "prometheus", "alertmanager"]
                 | all(. as $s | $t | any(.labels.service == $s)))' "$STATE/targets.json" >/dev/null
 }
 show_targets() {
@@ -136,6 +145,34 @@ prom_hosts() {
   promql 'group by (host) (host_metrics_cpu_usage_ratio)' |
     jq -r '[.data.result[].metric.host] | sort | join(",")'
 }
+
+probe_counts() {
+  sql "SELECT (SELECT count(*) FROM probe_results) || ' ' ||
+              (SELECT coalesce(sum(checks), 0) FROM probe_stats_1m)"
+}
+PROBES0="" PROBES1=""
+probe_tables_grew() {
+  local a0 b0 a1 b1
+  PROBES1=$(probe_counts) || return 1
+  read -r a0 b0 <<<"$PROBES0"
+  read -r a1 b1 <<<"$PROBES1"
+  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ]
+}
+# The results stored, and the URLs in PostgreSQL and in Prometheus (label `target`), sorted.
+pg_results() { sql "SELECT string_agg(DISTINCT result, ',' ORDER BY result) FROM probe_results"; }
+pg_urls() { sql "SELECT string_agg(DISTINCT url, ' ' ORDER BY url) FROM probe_results"; }
+prom_urls() {
+  promql 'group by (target) (web_prober_target_success)' |
+    jq -r '[.data.result[].metric.target] | sort | join(" ")'
+}
+# One value of web-prober's own /metrics (an exact series name, labels included).
+WEB_PROBER_METRICS=""
+web_prober_metric() {
+  WEB_PROBER_METRICS=$(curl -fsS --max-time 2 "http://127.0.0.1:$WEB_PROBER_PORT/metrics") || return 1
+  awk -v s="$1" '$1 == s { print $2 }' <<<"$WEB_PROBER_METRICS"
+}
+web_prober_metric_is() { [ "$(web_prober_metric "$1")" = "$2" ]; }
+reloads_above() { local n; n=$(web_prober_metric 'web_prober_config_reloads_total{result="success"}') && [ "${n:-0}" -gt "$1" ]; }
 
 # Rules: every rule has been evaluated (health ok), none failed; the named ones are loaded.
 RULES_BAD=""
@@ -250,9 +287,9 @@ webhook_errors() { grep -E 'Notify for alerts failed|webhook' "$LOGS/alertmanage
 # --- 0. preflight -------------------------------------------------------------------------
 step "preflight: tools and a clean state folder"
 missing=()
-for tool in curl jq psql python3 prometheus; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl jq psql python3 prometheus openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-[ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (apt-get install curl jq postgresql-client python3 prometheus prometheus-alertmanager)"
+[ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (apt-get install curl jq postgresql-client python3 prometheus prometheus-alertmanager openssl)"
 [ -f prometheus/e2e/fast-alerts.yml ] || fail "prometheus/e2e/fast-alerts.yml is missing"
 scripts/local-down.sh --purge >/dev/null
 passed
@@ -291,12 +328,53 @@ poll 10 hosts_match || fail "hosts in PostgreSQL '$(pg_hosts)' differ from Prome
 info "host: $(pg_hosts)"
 passed
 
-step "every rule evaluates; the host pipeline's alerts stay inactive"
+step "web checks reach probe_results and probe_stats_1m; URLs agree"
+PROBES0=$(probe_counts)
+PROBES1=$PROBES0
+poll 30 probe_tables_grew || fail "not both grew in 30 s: probe_results rows, sum(probe_stats_1m.checks) = $PROBES0 -> $PROBES1"
+info "probe_results rows, sum(probe_stats_1m.checks): $PROBES0 -> $PROBES1"
+# The generated targets file has one target of each of these answers.
+all_results() {
+  local have r
+  have=,$(pg_results),
+  for r in connect_error http_status ok regex_mismatch; do [[ $have == *,$r,* ]] || return 1; done
+}
+poll 10 all_results || fail "results stored: '$(pg_results)'; expected connect_error, http_status, ok and regex_mismatch"
+info "results: $(pg_results)"
+urls_match() { [ -n "$(pg_urls)" ] && [ "$(pg_urls)" = "$(prom_urls)" ]; }
+poll 10 urls_match || fail "URLs in PostgreSQL '$(pg_urls)' differ from Prometheus' '$(prom_urls)'"
+info "URLs: $(pg_urls)"
+passed
+
+step "every rule evaluates; the pipelines' own alerts stay inactive"
 HOST_ALERTS=(FleetHostCpuHigh FleetHostMemoryLow FleetHostDiskFull FleetHostSamplesDropped FleetHostSamplesNotStored)
-rules_loaded "${HOST_ALERTS[@]}" || fail "$RULES_BAD"
+PROBE_ALERTS=(FleetProbeFailing FleetProbeSlow FleetProbeCertExpiring FleetProbeTargetsRejected FleetProbeResultsNotStored)
+rules_loaded "${HOST_ALERTS[@]}" "${PROBE_ALERTS[@]}" || fail "$RULES_BAD"
 poll 20 rules_healthy || fail "rules not healthy after 20 s: $RULES_BAD"
-# Samples are published and stored: the alerts about the pipeline itself must not even pend.
-poll 20 alerts_inactive FleetHostSamplesDropped FleetHostSamplesNotStored || fail "active: $RULES_BAD"
+# Samples and results are published and stored, the targets file loaded, probe-site's
+# certificate has 30 days: the alerts about the pipelines themselves must not even pend.
+poll 20 alerts_inactive FleetHostSamplesDropped FleetHostSamplesNotStored \
+  FleetProbeResultsNotStored FleetProbeTargetsRejected FleetProbeCertExpiring || fail "active: $RULES_BAD"
+passed
+
+step "targets file: a bad one is rejected; reloads on change and on SIGHUP"
+TARGETS_FILE=$STATE/web-prober/targets.yaml
+[ -f "$TARGETS_FILE" ] || fail "local-up.sh wrote no $TARGETS_FILE"
+targets_before=$(web_prober_metric web_prober_targets) || fail "web-prober's /metrics unreachable"
+cp "$TARGETS_FILE" "$STATE/targets.yaml.good"
+printf 'targets:\n  - url: ftp://not-http.example/\n' >"$TARGETS_FILE"
+poll 10 web_prober_metric_is web_prober_config_last_reload_successful 0 ||
+  fail "a broken targets file was not rejected within 10 s"
+[ "$(web_prober_metric web_prober_targets)" = "$targets_before" ] ||
+  fail "web_prober_targets moved from $targets_before after a rejected file"
+cp "$STATE/targets.yaml.good" "$TARGETS_FILE"
+poll 10 web_prober_metric_is web_prober_config_last_reload_successful 1 ||
+  fail "the fixed targets file was not loaded within 10 s"
+loads=$(web_prober_metric 'web_prober_config_reloads_total{result="success"}')
+pid=$(pid_of web-prober) || fail "web-prober is not running"
+kill -HUP "$pid"
+poll 10 reloads_above "$loads" || fail "SIGHUP did not reload the targets file within 10 s"
+info "$targets_before targets kept through a rejected file; reloads (success): $loads -> $(web_prober_metric 'web_prober_config_reloads_total{result="success"}')"
 passed
 
 # --- 3. dashboards --------------------------------------------------------------------------
@@ -360,7 +438,8 @@ for cp in "${pids[@]}"; do
   rc=$(cat "$RUN/${cp%%:*}.rc" 2>/dev/null || echo '?')
   [ "$rc" = 0 ] || fail "${cp%%:*} exited with status $rc after SIGTERM"
 done
-for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$HOST_METRICS_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
+for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$HOST_METRICS_PORT" "$WEB_PROBER_PORT" \
+  "$PROBE_SITE_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
   tcp_open 127.0.0.1 "$port" && fail "port $port still accepts connections"
 done
 info "stopped: ${pids[*]%%:*}"

@@ -13,7 +13,9 @@
 # Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
 # devbroker (unless KAFKA_BOOTSTRAP_SERVERS answers), postgres (a private cluster, only when no
 # server is found), aggregator, call-simulator, host-metrics (samples this machine),
-# alertmanager, prometheus. (web-prober :6069 joins after host-metrics once it has a binary.)
+# probe-site (python3 https server with a self-signed certificate made by openssl, one of
+# web-prober's targets), web-prober (checks the targets of web-prober/targets.yaml in the
+# state folder, written on first start), alertmanager, prometheus.
 #
 # Settings, besides those in scripts/lib/local-stack.sh:
 #   KAFKA_BOOTSTRAP_SERVERS  an existing Kafka; used if it accepts connections, else devbroker
@@ -31,7 +33,9 @@
 #   FLEET_EXTRA_RULES        extra rule files (space or colon separated), loaded with the rest
 #   FLEET_FAST_ALERTS=1      Alertmanager group_wait and group_interval 1s (for the e2e)
 #   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT and every other service setting are
-#   passed through to the services unchanged (e.g. SAMPLE_INTERVAL_SECS=1 for host-metrics).
+#   passed through to the services unchanged (e.g. SAMPLE_INTERVAL_SECS=1 for host-metrics,
+#   PROBE_INTERVAL_SECS=5 for web-prober). PROBE_TARGETS_FILE replaces the generated targets
+#   file; PROBE_CA_FILE replaces probe-site's certificate as the extra CA.
 set -euo pipefail
 # shellcheck source=scripts/lib/local-stack.sh
 source "$(dirname "$0")/lib/local-stack.sh"
@@ -45,6 +49,8 @@ add_with_deps() {
     smtp-sink | devbroker | postgres) ;;
     aggregator) add_with_deps devbroker; add_with_deps postgres ;;
     call-simulator | host-metrics) add_with_deps devbroker ;;
+    probe-site) ;;
+    web-prober) add_with_deps devbroker; add_with_deps probe-site ;;
     alertmanager) add_with_deps smtp-sink ;;
     prometheus) add_with_deps alertmanager ;;
     kafka) add_with_deps devbroker; return ;;
@@ -158,7 +164,7 @@ ensure_kafka() {
   KAFKA=$(<"$RUN/devbroker.bootstrap") STACK_KAFKA_MODE=devbroker KAFKA_FRESH=1
   say "Kafka: devbroker at $KAFKA (in memory: gone when it stops)"
   local c
-  for c in aggregator call-simulator host-metrics; do
+  for c in aggregator call-simulator host-metrics web-prober; do
     if [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
       warn "$c still uses the previous Kafka: restart it (scripts/local-down.sh $c && scripts/local-up.sh $c)"
     fi
@@ -248,15 +254,13 @@ save_stack_env() {
 # --- Prometheus and Alertmanager configuration ------------------------------------------
 # Compose hostnames -> this machine. host-metrics runs on the host's network in compose, so
 # Prometheus reaches it as host.docker.internal:6068 (host-metrics:6068 is accepted too).
-# web-prober is listed already, so that a prometheus.yml that scrapes it works here unchanged
-# once it runs.
 localize() {
   sed -i \
     -e "s#\\baggregator:6066\\b#127.0.0.1:$AGGREGATOR_PORT#g" \
     -e "s#\\bcall-simulator:6067\\b#127.0.0.1:$CALL_SIMULATOR_PORT#g" \
     -e "s#\\bhost\\.docker\\.internal:6068\\b#127.0.0.1:$HOST_METRICS_PORT#g" \
     -e "s#\\bhost-metrics:6068\\b#127.0.0.1:$HOST_METRICS_PORT#g" \
-    -e "s#\\bweb-prober:6069\\b#127.0.0.1:${FLEET_WEB_PROBER_PORT:-6069}#g" \
+    -e "s#\\bweb-prober:6069\\b#127.0.0.1:$WEB_PROBER_PORT#g" \
     -e "s#\\bprometheus:9090\\b#127.0.0.1:$PROMETHEUS_PORT#g" \
     -e "s#\\balertmanager:9093\\b#127.0.0.1:$ALERTMANAGER_PORT#g" \
     -e "s#\\bmailpit:1025\\b#127.0.0.1:$SMTP_PORT#g" \
@@ -415,6 +419,136 @@ start_service() {
   wait_ready "$name" "http://127.0.0.1:$port/readyz"
 }
 
+# --- probe-site and web-prober ------------------------------------------------------------
+# probe-site: https on 127.0.0.1 with a self-signed certificate for localhost and 127.0.0.1
+# (made by openssl, valid 30 days, renewed a week before it expires), so that web-prober's
+# TLS phase, certificate expiry and failure results have something to measure. Pages:
+# /health ({"status": "ok"}), /version ({"version": "1.4.2"}), / and 404 for the rest.
+PROBE_SITE_PY='
+import http.server, signal, ssl, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+PAGES = {
+    "/": b"Fleetpulse probe site\n",
+    "/health": b"{\"status\": \"ok\"}\n",
+    "/version": b"{\"version\": \"1.4.2\"}\n",
+}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = PAGES.get(self.path.split("?")[0])
+        self.send_response(200 if body else 404)
+        body = body or b"not found\n"
+        self.send_header("Content-Type", "application/json" if body.startswith(b"{") else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    def finish_request(self, request, client_address):
+        # The handshake in the request thread: a client that never completes it holds no one.
+        tls = context.wrap_socket(request, server_side=True)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+    def handle_error(self, request, client_address):
+        pass  # a client gone mid-handshake or mid-request
+server = Server(("127.0.0.1", port), Handler)
+print("probe-site: https://localhost:%d (self-signed: %s)" % (port, cert), flush=True)
+server.serve_forever()
+'
+PROBE_SITE_DIR=$STATE/probe-site
+ensure_probe_site_cert() {
+  local dir=$PROBE_SITE_DIR
+  if [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] &&
+    openssl x509 -checkend $((7 * 86400)) -noout -in "$dir/cert.pem" >/dev/null 2>&1; then
+    return
+  fi
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" >>"$LOGS/probe-site.log" 2>&1 ||
+    { log_tail probe-site >&2; die "openssl could not make probe-site's certificate"; }
+  chmod 600 "$dir/key.pem"
+  say "probe-site: new self-signed certificate $dir/cert.pem (30 days)"
+  if pid_of web-prober >/dev/null; then
+    warn "web-prober trusts the previous certificate: restart it (scripts/local-down.sh web-prober && scripts/local-up.sh web-prober)"
+  fi
+}
+ensure_probe_site() {
+  pid_of probe-site >/dev/null && return
+  if ! command -v openssl >/dev/null; then
+    warn "no openssl: no probe-site, web-prober's https targets will fail (apt-get install openssl)"
+    return
+  fi
+  ensure_probe_site_cert
+  ensure_port_free probe-site "$PROBE_SITE_PORT" FLEET_PROBE_SITE_PORT
+  start_detached probe-site "$(python3 -c 'import sys; print(sys.executable)')" -u -c "$PROBE_SITE_PY" \
+    "$PROBE_SITE_PORT" "$PROBE_SITE_DIR/cert.pem" "$PROBE_SITE_DIR/key.pem"
+  local deadline=$(($(now) + 10))
+  until curl -fsS -o /dev/null --max-time 2 --cacert "$PROBE_SITE_DIR/cert.pem" \
+    "https://localhost:$PROBE_SITE_PORT/health" 2>/dev/null; do
+    pid_of probe-site >/dev/null || { log_tail probe-site >&2; die "probe-site exited"; }
+    [ "$(now)" -lt "$deadline" ] || { log_tail probe-site >&2; die "probe-site not answering on $PROBE_SITE_PORT after 10 s"; }
+    sleep 0.1
+  done
+}
+
+# The targets of the native stack: one of each kind of answer, so that every panel of the Web
+# probes dashboard has data. Written only when missing: edits survive restarts.
+write_probe_targets() {
+  mkdir -p "$(dirname "$1")"
+  cat >"$1" <<EOF
+# web-prober's targets on the native stack, written by scripts/local-up.sh when missing (delete
+# it to get this one back, with the ports of the day). Edit it freely: web-prober applies a
+# change within PROBE_RELOAD_SECS (2 s), or at once on kill -HUP \$(cat $RUN/web-prober.pid).
+# An invalid file is rejected whole and the targets loaded before keep running.
+#
+# One of each kind of answer, so that every panel of the Web probes dashboard has data. The
+# failing ones fail on purpose: FleetProbeFailing fires for them after 5 minutes (critical
+# after 15); delete them for a quiet stack.
+targets:
+  # ok: Prometheus' own health endpoint, its body checked
+  - url: http://127.0.0.1:$PROMETHEUS_PORT/-/healthy
+    regex: Healthy
+  # ok over https: probe-site's self-signed certificate, trusted through PROBE_CA_FILE
+  # (localhost is a name: the check has a dns phase)
+  - url: https://localhost:$PROBE_SITE_PORT/health
+    regex: '"status":\\s*"ok"'
+    timeout_secs: 5
+  # regex_mismatch: probe-site serves version 1.4.2
+  - url: https://127.0.0.1:$PROBE_SITE_PORT/version
+    regex: '"version":\\s*"2\\.'
+  # http_status: 404 (2xx expected)
+  - url: https://127.0.0.1:$PROBE_SITE_PORT/missing
+  # connect_error: nothing listens on port 1
+  - url: http://127.0.0.1:1/
+
+# More, as examples (any field can go under a top-level defaults: too):
+#  - url: https://example.com/
+#    method: HEAD
+#    expect_status: [200, "3xx"]
+#    headers: { User-Agent: fleetpulse }
+#    interval_secs: 30
+#    insecure_skip_verify: false
+EOF
+}
+start_web_prober() {
+  local targets=${PROBE_TARGETS_FILE:-$STATE/web-prober/targets.yaml} ca=()
+  if [ -z "${PROBE_TARGETS_FILE:-}" ] && [ ! -f "$targets" ]; then
+    write_probe_targets "$targets"
+    say "web-prober: targets in $targets"
+  fi
+  if [ -z "${PROBE_CA_FILE:-}" ] && [ -s "$PROBE_SITE_DIR/cert.pem" ]; then
+    ca=(PROBE_CA_FILE="$PROBE_SITE_DIR/cert.pem")
+  fi
+  start_service web-prober "$WEB_PROBER_PORT" PROBE_TARGETS_FILE="$targets" "${ca[@]}"
+}
+
 print_table() {
   local c pid url
   printf '\n%-15s %-8s %-45s %s\n' component pid address log
@@ -427,6 +561,8 @@ print_table() {
       aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
       call-simulator) url="http://127.0.0.1:$CALL_SIMULATOR_PORT/metrics" ;;
       host-metrics) url="http://127.0.0.1:$HOST_METRICS_PORT/metrics" ;;
+      probe-site) url="https://localhost:$PROBE_SITE_PORT/health" ;;
+      web-prober) url="http://127.0.0.1:$WEB_PROBER_PORT/metrics" ;;
       alertmanager) url="http://127.0.0.1:$ALERTMANAGER_PORT" ;;
       prometheus) url="http://127.0.0.1:$PROMETHEUS_PORT" ;;
     esac
@@ -445,7 +581,8 @@ save_stack_env
 [ -z "${WANT[aggregator]:-}" ] || start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL"
 [ -z "${WANT[call-simulator]:-}" ] || start_service call-simulator "$CALL_SIMULATOR_PORT"
 [ -z "${WANT[host-metrics]:-}" ] || start_service host-metrics "$HOST_METRICS_PORT"
-# web-prober (:6069): start_service it here once it exists.
+[ -z "${WANT[probe-site]:-}" ] || ensure_probe_site
+[ -z "${WANT[web-prober]:-}" ] || start_web_prober
 [ -z "${WANT[alertmanager]:-}" ] || ensure_monitor alertmanager "$ALERTMANAGER_PORT"
 [ -z "${WANT[prometheus]:-}" ] || ensure_monitor prometheus "$PROMETHEUS_PORT"
 print_table

@@ -20,6 +20,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl) # the e2e's probe-site certificate
 command -v jq >/dev/null || need+=(jq)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v promtool >/dev/null || need+=(prometheus)

@@ -107,6 +107,7 @@ print_urls() {
   aggregator      http://localhost:6066/metrics    (/readyz, /livez)
   call-simulator  http://localhost:6067/metrics
   host-metrics    http://localhost:6068/metrics    (on the host's network: samples this host)
+  web-prober      http://localhost:6069/metrics    (targets: deploy/web-prober/targets.yaml)
   prometheus      http://localhost:9090
   alertmanager    http://localhost:9093
   grafana         http://localhost:3000            (anonymous visitors: viewer; admin: ${gf_user:-admin}, password in .env)

@@ -6,15 +6,16 @@
 # Settings (environment variables):
 #   FLEET_STATE_DIR        state folder: logs/, run/ (pids, exit codes), rendered configs, data
 #                          (default: .local-stack/ in the repository)
-#   FLEET_BIN_DIR          folder with aggregator, call-simulator, host-metrics, devbroker;
-#                          unset: local-up runs `cargo build --release --locked --bins` and uses
-#                          target/release
+#   FLEET_BIN_DIR          folder with aggregator, call-simulator, host-metrics, web-prober,
+#                          devbroker; unset: local-up runs `cargo build --release --locked
+#                          --bins` and uses target/release
 #   FLEET_START_TIMEOUT    seconds to wait for each component to be ready (default 60)
 #   FLEET_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 15)
 #   FLEET_AGGREGATOR_PORT, FLEET_CALL_SIMULATOR_PORT, FLEET_HOST_METRICS_PORT,
-#   FLEET_PROMETHEUS_PORT, FLEET_ALERTMANAGER_PORT, FLEET_SMTP_PORT
-#                          local ports (6066, 6067, 6068, 9090, 9093, 1025); all bound to
-#                          127.0.0.1
+#   FLEET_WEB_PROBER_PORT, FLEET_PROBE_SITE_PORT, FLEET_PROMETHEUS_PORT,
+#   FLEET_ALERTMANAGER_PORT, FLEET_SMTP_PORT
+#                          local ports (6066, 6067, 6068, 6069, 8443, 9090, 9093, 1025); all
+#                          bound to 127.0.0.1
 #   FLEET_PG_PORT          port of the private PostgreSQL cluster, when one is needed (55432)
 
 # shellcheck disable=SC2034 # the settings below are used by the scripts that source this
@@ -27,7 +28,9 @@ LOGS=$STATE/logs
 AGGREGATOR_PORT=${FLEET_AGGREGATOR_PORT:-6066}
 CALL_SIMULATOR_PORT=${FLEET_CALL_SIMULATOR_PORT:-6067}
 HOST_METRICS_PORT=${FLEET_HOST_METRICS_PORT:-6068}
-# WEB_PROBER_PORT=${FLEET_WEB_PROBER_PORT:-6069}       # web-prober: when its binary exists
+WEB_PROBER_PORT=${FLEET_WEB_PROBER_PORT:-6069}
+# probe-site: a small https server with a self-signed certificate, one of web-prober's targets.
+PROBE_SITE_PORT=${FLEET_PROBE_SITE_PORT:-8443}
 PROMETHEUS_PORT=${FLEET_PROMETHEUS_PORT:-9090}
 ALERTMANAGER_PORT=${FLEET_ALERTMANAGER_PORT:-9093}
 SMTP_PORT=${FLEET_SMTP_PORT:-1025}
@@ -35,9 +38,9 @@ PG_PORT=${FLEET_PG_PORT:-55432}
 START_TIMEOUT=${FLEET_START_TIMEOUT:-60}
 STOP_TIMEOUT=${FLEET_STOP_TIMEOUT:-15}
 
-# Start order; local-down stops in reverse. web-prober goes after host-metrics once it has a
-# binary.
-COMPONENTS=(smtp-sink devbroker postgres aggregator call-simulator host-metrics alertmanager prometheus)
+# Start order; local-down stops in reverse.
+COMPONENTS=(smtp-sink devbroker postgres aggregator call-simulator host-metrics probe-site web-prober
+  alertmanager prometheus)
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -47,8 +50,8 @@ now() { date +%s; }
 
 # Every numeric setting is checked before anything starts: one line naming the bad value.
 for setting in FLEET_AGGREGATOR_PORT FLEET_CALL_SIMULATOR_PORT FLEET_HOST_METRICS_PORT \
-  FLEET_PROMETHEUS_PORT FLEET_ALERTMANAGER_PORT FLEET_SMTP_PORT FLEET_PG_PORT \
-  FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
+  FLEET_WEB_PROBER_PORT FLEET_PROBE_SITE_PORT FLEET_PROMETHEUS_PORT FLEET_ALERTMANAGER_PORT \
+  FLEET_SMTP_PORT FLEET_PG_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
   value=${!setting:-}
   if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]{0,4}$ && $value -le 65535 ]]; then
     die "invalid value '$value' for $setting: expected a number from 1 to 65535"
