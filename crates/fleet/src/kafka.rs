@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 
+mod producer;
+pub use producer::{AckContext, AsyncProducer, Outgoing, PolledProducer};
+
 /// Name of the health check that tracks broker connectivity.
 pub const KAFKA_CHECK: &str = "kafka";
 

@@ -5,10 +5,9 @@
 use std::time::{Duration, Instant};
 
 use fleet::health::Health;
-use fleet::kafka::{Backoff, WatchedContext};
+use fleet::kafka::{AsyncProducer, Backoff, Outgoing};
 use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, DeadLetter};
@@ -41,7 +40,7 @@ pub struct Flushed {
 #[derive(Clone)]
 pub struct Flusher {
     pub store: Store,
-    pub dlq: FutureProducer<WatchedContext>,
+    pub dlq: AsyncProducer,
     pub dlq_topic: String,
     pub topics: Topics,
     pub metrics: Metrics,
@@ -128,16 +127,12 @@ impl Flusher {
                 .insert(header("fleet.dlq.source.partition", &partition))
                 .insert(header("fleet.dlq.source.offset", &offset))
                 .insert(header("fleet.dlq.reason", letter.reason.as_str()));
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.dlq_topic).headers(headers);
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(payload) = &letter.payload {
-                record = record.payload(payload.as_slice());
-            }
-            let send = self.dlq.send(record, Duration::from_secs(30));
-            async move { send.await.map_err(|(err, _)| err) }
+            self.dlq.send(Outgoing {
+                topic: &self.dlq_topic,
+                key: letter.key.as_deref(),
+                payload: letter.payload.as_deref(),
+                headers: Some(headers),
+            })
         });
         try_join_all(sends).await?;
         for letter in letters {

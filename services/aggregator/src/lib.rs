@@ -28,9 +28,8 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use fleet::health::Health;
 use fleet::http::Endpoint;
-use fleet::kafka::{Backoff, BrokerWatch, WatchedContext};
+use fleet::kafka::{AsyncProducer, Backoff, BrokerWatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Rules;
@@ -128,13 +127,13 @@ impl Application {
             http_stop.cancel();
             return Ok(());
         }
-        let dlq: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
-            &base,
-            &[("enable.idempotence", "true"), ("linger.ms", "5")],
+        let dlq = AsyncProducer::new(
+            &fleet::kafka::with_defaults(
+                &base,
+                &[("enable.idempotence", "true"), ("linger.ms", "5")],
+            ),
+            watch.clone(),
         )
-        .create_with_context(WatchedContext {
-            watch: watch.clone(),
-        })
         .context("create dead-letter producer")?;
 
         let consumer =

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleet::kafka::BrokerWatch;
+use fleet::kafka::PolledProducer;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 
 use crate::generator::SimCall;
@@ -54,7 +55,7 @@ impl ProducerContext for DeliveryContext {
 
 /// The producer and what it needs per message.
 pub struct CallProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: PolledProducer<DeliveryContext>,
     topic: String,
     metrics: Metrics,
     propagate_trace: bool,
@@ -93,7 +94,7 @@ impl CallProducer {
             metrics: metrics.clone(),
             delivered: delivered.clone(),
         };
-        let producer = config.create_with_context(context)?;
+        let producer = PolledProducer::new(&config, context)?;
         Ok((
             Self {
                 producer,

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fleet::http::Endpoint;
-use fleet::kafka::{BrokerWatch, WatchedContext};
-use rdkafka::producer::FutureProducer;
+use fleet::kafka::{AsyncProducer, BrokerWatch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +94,7 @@ impl Application {
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let watch = BrokerWatch::new(health.clone());
         health.register(DELIVERY_CHECK, false);
-        let producer: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
+        let config_kafka = fleet::kafka::with_defaults(
             &base,
             &[
                 ("enable.idempotence", "true"),
@@ -105,9 +104,8 @@ impl Application {
                 // the outage visible in the metrics instead of inside librdkafka's queue.
                 ("message.timeout.ms", "10000"),
             ],
-        )
-        .create_with_context(WatchedContext { watch })
-        .context("create Kafka producer")?;
+        );
+        let producer = AsyncProducer::new(&config_kafka, watch).context("create Kafka producer")?;
         let topics = [config.host_metrics_topic.as_str()];
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,

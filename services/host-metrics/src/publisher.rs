@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use fleet::kafka::{Backoff, WatchedContext};
+use fleet::kafka::{AsyncProducer, Backoff, Outgoing};
 use futures::future::join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +110,7 @@ impl Shared {
 /// once more to deliver what is left within `final_timeout`. Returns what stayed undelivered.
 pub async fn deliver(
     shared: Shared,
-    producer: FutureProducer<WatchedContext>,
+    producer: AsyncProducer,
     topic: String,
     key: String,
     delivered: Arc<AtomicU64>,
@@ -156,15 +155,19 @@ pub async fn deliver(
 /// Sends `chunk` and waits for every acknowledgement; returns how many failed.
 async fn send_chunk(
     shared: &Shared,
-    producer: &FutureProducer<WatchedContext>,
+    producer: &AsyncProducer,
     topic: &str,
     key: &str,
     delivered: &AtomicU64,
     chunk: &[(u64, Arc<Vec<u8>>)],
 ) -> usize {
     let sends = chunk.iter().map(|(seq, payload)| {
-        let record = FutureRecord::to(topic).key(key).payload(payload.as_slice());
-        let send = producer.send(record, Duration::from_secs(5));
+        let send = producer.send(Outgoing {
+            topic,
+            key: Some(key.as_bytes()),
+            payload: Some(payload.as_slice()),
+            headers: None,
+        });
         async move { (*seq, send.await) }
     });
     let results = join_all(sends).await;
@@ -173,7 +176,7 @@ async fn send_chunk(
     for (seq, result) in results {
         match result {
             Ok(_) => ok.push(seq),
-            Err((err, _)) => {
+            Err(err) => {
                 failed += 1;
                 if failed == 1 {
                     tracing::warn!(%err, "sample not delivered, keeping it for a retry");

@@ -19,8 +19,7 @@ use anyhow::Context as _;
 use fleet::events::ProbeResult;
 use fleet::health::Health;
 use fleet::http::Endpoint;
-use fleet::kafka::{BrokerWatch, WatchedContext};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use fleet::kafka::{AsyncProducer, BrokerWatch, Outgoing};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::Checker;
@@ -81,16 +80,16 @@ impl Application {
 
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let watch = BrokerWatch::new(health.clone());
-        let producer: FutureProducer<WatchedContext> = fleet::kafka::with_defaults(
+        let producer_config = fleet::kafka::with_defaults(
             &base,
             &[
                 ("enable.idempotence", "true"),
                 ("compression.type", "lz4"),
                 ("linger.ms", "5"),
             ],
-        )
-        .create_with_context(WatchedContext { watch })
-        .context("create Kafka producer")?;
+        );
+        let producer =
+            AsyncProducer::new(&producer_config, watch).context("create Kafka producer")?;
         let topics = [config.probes_topic.as_str()];
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,
@@ -247,7 +246,7 @@ fn reject(metrics: &Metrics, health: &Health, why: &str) {
 /// Publishes each result as one JSON message keyed by URL; delivery is awaited in its own
 /// task so that a slow broker never holds a check.
 fn result_sink(
-    producer: FutureProducer<WatchedContext>,
+    producer: AsyncProducer,
     topic: String,
     metrics: Metrics,
     delivered: Arc<AtomicU64>,
@@ -262,13 +261,18 @@ fn result_sink(
         let (delivered, pending) = (delivered.clone(), pending.clone());
         pending.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let record = FutureRecord::to(&topic).key(&result.url).payload(&payload);
-            match producer.send(record, Duration::from_secs(5)).await {
-                Ok(_) => {
+            let message = Outgoing {
+                topic: &topic,
+                key: Some(result.url.as_bytes()),
+                payload: Some(&payload),
+                headers: None,
+            };
+            match producer.send(message).await {
+                Ok(()) => {
                     metrics.published.inc();
                     delivered.fetch_add(1, Ordering::Relaxed);
                 }
-                Err((err, _)) => {
+                Err(err) => {
                     metrics.delivery_errors.inc();
                     tracing::warn!(%err, url = %result.url, "result not delivered");
                 }
