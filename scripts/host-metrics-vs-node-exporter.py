@@ -319,7 +319,7 @@ def cost(args):
         stack.stop()
 
     print(f"{n} samples / scrapes, one run, {os.cpu_count()} cores")
-    print(f"{'':<48} {'CPU s per 1,000':>16} {'peak RSS MiB':>13} {'wall s':>8}")
+    print(f"{'':<56} {'CPU s per 1,000':>16} {'peak RSS MiB':>13} {'wall s':>8}")
     for name, cpu, rss, wall in results:
         print(f"{name:<56} {cpu * 1000 / n:>16.3f} {rss / 2**20:>13.1f} {wall:>8.2f}")
     ours_cpu, ours_rss = results[0][1], results[0][2]
