@@ -55,6 +55,17 @@ impl CommonArgs {
 
 /// Parses the service's arguments. On an invalid value, prints one line naming the variable or
 /// flag and the bad value, and exits with status 2 (clap's usage-error convention).
+/// A `clap` value parser for durations in seconds, fractions allowed, from 1 ms to a day:
+/// `value_parser = fleet::config::seconds`.
+pub fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.001..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected seconds between 0.001 and 86400, got `{s}`"
+        )),
+    }
+}
+
 pub fn parse_or_exit<T: clap::Parser>() -> T {
     match T::try_parse() {
         Ok(args) => args,

@@ -30,7 +30,7 @@ pub struct Config {
     pub host_metrics_topic: String,
 
     /// Seconds between samples (fractions allowed).
-    #[arg(long, env = "SAMPLE_INTERVAL_SECS", default_value_t = 10.0, value_parser = interval)]
+    #[arg(long, env = "SAMPLE_INTERVAL_SECS", default_value_t = 10.0, value_parser = fleet::config::seconds)]
     pub sample_interval_secs: f64,
 
     /// The host's name in every sample and the message key. Default: the hostname.
@@ -73,15 +73,6 @@ impl Config {
     /// The sampling interval.
     pub fn interval(&self) -> Duration {
         Duration::from_secs_f64(self.sample_interval_secs)
-    }
-}
-
-fn interval(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.001..=86_400.0).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "expected seconds between 0.001 and 86400, got `{s}`"
-        )),
     }
 }
 

@@ -24,11 +24,11 @@ pub struct Config {
     pub probe_targets_file: PathBuf,
 
     /// Seconds between checks of a target that does not set its own.
-    #[arg(long, env = "PROBE_INTERVAL_SECS", default_value_t = 60.0, value_parser = seconds)]
+    #[arg(long, env = "PROBE_INTERVAL_SECS", default_value_t = 60.0, value_parser = fleet::config::seconds)]
     pub probe_interval_secs: f64,
 
     /// Seconds a check may take (redirects included) before it is a `timeout`.
-    #[arg(long, env = "PROBE_TIMEOUT_SECS", default_value_t = 15.0, value_parser = seconds)]
+    #[arg(long, env = "PROBE_TIMEOUT_SECS", default_value_t = 15.0, value_parser = fleet::config::seconds)]
     pub probe_timeout_secs: f64,
 
     /// Regex the body must match, for targets without their own; empty: no content check.
@@ -55,7 +55,7 @@ pub struct Config {
     pub probe_ca_file: Option<PathBuf>,
 
     /// Seconds between looks at the targets file for changes.
-    #[arg(long, env = "PROBE_RELOAD_SECS", default_value_t = 2.0, value_parser = seconds)]
+    #[arg(long, env = "PROBE_RELOAD_SECS", default_value_t = 2.0, value_parser = fleet::config::seconds)]
     pub probe_reload_secs: f64,
 }
 
@@ -70,15 +70,6 @@ impl Config {
 
     pub fn reload_every(&self) -> Duration {
         Duration::from_secs_f64(self.probe_reload_secs)
-    }
-}
-
-fn seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.001..=86_400.0).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "expected seconds between 0.001 and 86400, got `{s}`"
-        )),
     }
 }
 
