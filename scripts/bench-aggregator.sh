@@ -45,7 +45,7 @@ cargo build --release --locked -q -p devbroker -p call-simulator -p aggregator
 BIN=target/release
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  "$BIN/devbroker" --partitions "$PARTITIONS" --topics "$TOPIC,fleet-dlq" \
+  "$BIN/devbroker" --partitions "$PARTITIONS" --topics "$TOPIC,fleet-dlq,host-metrics,web-probes" \
     --bootstrap-file "$STATE/bootstrap" >/dev/null 2>"$STATE/devbroker.log" &
   pids+=($!)
   for _ in $(seq 1 50); do [ -s "$STATE/bootstrap" ] && break; sleep 0.1; done
