@@ -146,7 +146,8 @@ impl Checker {
     async fn exchange(&self, target: &Target, t: &mut Timings) -> Result<Vec<u8>, Failure> {
         let mut url = target.url.clone();
         loop {
-            let response = self.request(target, &url, t).await?;
+            // The connection lives until the body is read (or the check is abandoned).
+            let (response, _connection) = self.request(target, &url, t).await?;
             let status = response.status();
             t.status = Some(status.as_u16());
             let location = response
@@ -171,7 +172,7 @@ impl Checker {
         target: &Target,
         url: &url::Url,
         t: &mut Timings,
-    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, Connection), Failure> {
         let https = url.scheme() == "https";
         let port = url.port_or_known_default().unwrap_or(80);
         let (addrs, host) = self.resolve(url, port, t).await?;
@@ -196,10 +197,12 @@ impl Checker {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| Failure::Connect(format!("HTTP handshake: {e}")))?;
-        // Drives the connection; ends when the response body is done or dropped.
-        tokio::spawn(async move {
+        // Drives the connection. Aborted when the check lets go of it (hyper would also end it
+        // once the request is dropped): no task or socket outlives its check, whatever the
+        // server does.
+        let connection = Connection(tokio::spawn(async move {
             let _ = connection.await;
-        });
+        }));
         let mut request = http::Request::builder()
             .method(target.method.clone())
             .uri(&url[url::Position::BeforePath..url::Position::AfterQuery])
@@ -220,7 +223,7 @@ impl Checker {
             .await
             .map_err(|e| Failure::Connect(format!("no response: {e}")))?;
         add(&mut t.ttfb, started.elapsed());
-        Ok(response)
+        Ok((response, connection))
     }
 
     /// Addresses of the URL's host, and the host name for TLS.
@@ -302,6 +305,15 @@ impl Checker {
         };
         add(&mut t.transfer, started.elapsed());
         result.map(|()| kept)
+    }
+}
+
+/// The task driving one HTTP connection, aborted when dropped.
+struct Connection(tokio::task::JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -195,6 +195,15 @@ async fn refused_unresolvable_and_silent_servers() {
         "{}",
         r.phases.total_seconds
     );
+    // The abandoned connection is closed, not left open behind the timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while server.hung_up.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timed-out connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

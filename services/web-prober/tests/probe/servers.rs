@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
@@ -21,7 +22,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Arc<Vec<u8>>,
-    /// Accept, read the request, never answer.
+    /// Accept, read the request, never answer (until the client hangs up).
     pub hang: bool,
 }
 
@@ -78,6 +79,8 @@ pub type Routes = Arc<Vec<(&'static str, Reply)>>;
 /// A running server: plain HTTP, or HTTPS with the given certificate.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Connections to a hanging route that the client has closed.
+    pub hung_up: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -85,6 +88,8 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Routes = Arc::new(routes);
+        let hung_up = Arc::new(AtomicUsize::new(0));
+        let counter = hung_up.clone();
         let acceptor = tls.map(|c| {
             let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
             b.set_private_key(&c.key).unwrap();
@@ -98,21 +103,22 @@ impl Server {
                 };
                 let routes = routes.clone();
                 let acceptor = acceptor.clone();
+                let counter = counter.clone();
                 tokio::spawn(async move {
                     match acceptor {
                         Some(acceptor) => {
                             let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
                             let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
                             if Pin::new(&mut stream).accept().await.is_ok() {
-                                serve(stream, routes).await;
+                                serve(stream, routes, counter).await;
                             }
                         }
-                        None => serve(tcp, routes).await,
+                        None => serve(tcp, routes, counter).await,
                     }
                 });
             }
         });
-        Self { addr }
+        Self { addr, hung_up }
     }
 
     pub fn url(&self, scheme: &str, path: &str) -> String {
@@ -120,7 +126,11 @@ impl Server {
     }
 }
 
-async fn serve<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(mut stream: S, routes: Routes) {
+async fn serve<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    routes: Routes,
+    hung_up: Arc<AtomicUsize>,
+) {
     // One request per connection: read the head.
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -140,7 +150,9 @@ async fn serve<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(mut stream: S, rout
         .map(|(_, r)| r.clone())
         .unwrap_or_else(|| Reply::status(404));
     if reply.hang {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        // Wait for the client to give up and close the connection.
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        hung_up.fetch_add(1, Ordering::SeqCst);
         return;
     }
     tokio::time::sleep(reply.delay).await;
