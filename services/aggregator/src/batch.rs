@@ -287,7 +287,11 @@ impl Batch {
             .entry((result.url.clone(), window))
             .and_modify(|w| w.merge(&single))
             .or_insert(single);
-        self.approx_bytes += PROBE_RESULT_OVERHEAD + 2 * result.url.len();
+        self.approx_bytes += PROBE_RESULT_OVERHEAD
+            + 2 * result.url.len()
+            + result.method.len()
+            + result.error.as_ref().map_or(0, String::len)
+            + result.tls.as_ref().map_or(0, |t| t.version.len());
         self.probe_results.push(result);
     }
 

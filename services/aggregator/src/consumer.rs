@@ -128,6 +128,16 @@ impl AggregatorContext {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        );
+        if cooperative {
+            // The loop drops its batch on every reassignment, kept partitions included: settle
+            // the in-flight flush and rewind them, as a revocation does.
+            self.settle_in_flight(consumer);
+            self.rewind_kept(consumer);
+        }
         let partitions = self.partitions_of(tpl);
         let stored = self.stored_offsets(&partitions).unwrap_or_default();
         let mut seeded = TopicPartitionList::new();
@@ -138,11 +148,10 @@ impl AggregatorContext {
                 tracing::error!(%err, partition, "cannot build assignment");
             }
         }
-        let assigned = match consumer.rebalance_protocol() {
-            rdkafka::consumer::RebalanceProtocol::Cooperative => {
-                consumer.incremental_assign(&seeded)
-            }
-            _ => consumer.assign(&seeded),
+        let assigned = if cooperative {
+            consumer.incremental_assign(&seeded)
+        } else {
+            consumer.assign(&seeded)
         };
         if let Err(err) = assigned {
             tracing::error!(%err, "assign failed");
@@ -157,21 +166,7 @@ impl AggregatorContext {
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         // Let the in-flight flush land first, so the next owner reads offsets that include it.
-        let in_flight = lock(&self.in_flight).take();
-        if let Some(in_flight) = in_flight {
-            match in_flight.result.recv_timeout(REVOKE_WAIT) {
-                Ok(result) => {
-                    if let Err(failure) = self.settle(consumer, &in_flight.batch, result) {
-                        tracing::warn!(%failure, "in-flight flush did not commit");
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    tracing::warn!(
-                        "in-flight flush did not settle before revocation; its fence protects it"
-                    );
-                }
-            }
-        }
+        self.settle_in_flight(consumer);
         let revoked = self.partitions_of(tpl);
         tracing::info!(
             ?revoked,
@@ -187,8 +182,36 @@ impl AggregatorContext {
         let mut assigned = lock(&self.assigned);
         assigned.retain(|p, _| !revoked.contains(p));
         self.metrics.assigned_partitions.set(assigned.len() as i64);
-        // Partitions we keep (cooperative protocol) must also drop their unflushed data:
-        // rewind them to what is stored.
+        drop(assigned);
+        // Partitions we keep (cooperative protocol) must also drop their unflushed data.
+        self.rewind_kept(consumer);
+        self.metrics.consumer_lag.reset();
+        self.reassigned.store(true, Ordering::Release);
+    }
+
+    /// Waits (bounded) for the in-flight flush and applies its result.
+    fn settle_in_flight(&self, consumer: &BaseConsumer<Self>) {
+        let in_flight = lock(&self.in_flight).take();
+        if let Some(in_flight) = in_flight {
+            match in_flight.result.recv_timeout(REVOKE_WAIT) {
+                Ok(result) => {
+                    if let Err(failure) = self.settle(consumer, &in_flight.batch, result) {
+                        tracing::warn!(%failure, "in-flight flush did not commit");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    tracing::warn!(
+                        "in-flight flush did not settle before the rebalance; its fence protects it"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Seeks every partition still assigned back to its stored offset: the loop is about to
+    /// drop the data it read past it.
+    fn rewind_kept(&self, consumer: &BaseConsumer<Self>) {
+        let assigned = lock(&self.assigned);
         for ((source, partition), next) in assigned.iter() {
             let offset = resume_at(*next);
             let topic = self.topics.name(*source);
@@ -196,8 +219,6 @@ impl AggregatorContext {
                 tracing::warn!(%err, partition, "rewind failed");
             }
         }
-        self.metrics.consumer_lag.reset();
-        self.reassigned.store(true, Ordering::Release);
     }
 
     /// Applies a finished flush: metrics, stored offsets, then the Kafka commit.
@@ -469,6 +490,12 @@ impl ConsumeLoop {
             self.aggregate_span = None;
             let assigned = lock(&self.context().assigned).clone();
             self.expected = assigned;
+            if self.paused {
+                // Kept partitions (cooperative protocol) may still be paused.
+                if let Ok(all) = self.consumer.assignment() {
+                    let _ = self.consumer.resume(&all);
+                }
+            }
             self.paused = false;
             self.context().metrics.partitions_paused.set(0);
         }
@@ -619,7 +646,9 @@ impl ConsumeLoop {
         }
         if !self.batch.is_empty() && lock(&self.context().in_flight).is_none() {
             self.start_flush();
-            while lock(&self.context().in_flight).is_some() {
+            // The flush gives up at the deadline (`abandon`); the margin lets it say so.
+            let limit = deadline + Duration::from_secs(1);
+            while lock(&self.context().in_flight).is_some() && Instant::now() < limit {
                 std::thread::sleep(Duration::from_millis(5));
                 self.poll_settled_flush();
             }

@@ -53,7 +53,9 @@ pub enum Invalid {
     InvalidDuration,
     /// Start time unparseable, too old or too far in the future.
     OutOfRange,
-    /// A host sample with an empty or overlong name, or no values.
+    /// A value the tables cannot hold: an empty or overlong name, a sample without values, a
+    /// NUL character in a text (PostgreSQL rejects it, and one such message would stop every
+    /// flush).
     InvalidValue,
 }
 
@@ -138,10 +140,25 @@ pub fn decode_call<'a>(
     if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'"') {
         let inner: String = serde_json::from_slice(payload).map_err(classify)?;
         let raw: Raw<'_> = serde_json::from_str(&inner).map_err(classify)?;
-        return from_raw(raw, key).map(into_owned);
+        return from_raw(raw, key).and_then(storable).map(into_owned);
     }
     let raw: Raw<'a> = serde_json::from_slice(payload).map_err(classify)?;
-    from_raw(raw, key)
+    from_raw(raw, key).and_then(storable)
+}
+
+/// Rejects text PostgreSQL cannot store (a NUL character, which JSON can carry as `\u0000`).
+pub(crate) fn no_nul(text: &str) -> Result<(), Invalid> {
+    if text.contains('\0') {
+        Err(Invalid::InvalidValue)
+    } else {
+        Ok(())
+    }
+}
+
+fn storable(call: Call<'_>) -> Result<Call<'_>, Invalid> {
+    no_nul(&call.caller)?;
+    no_nul(&call.callee)?;
+    Ok(call)
 }
 
 fn into_owned(call: Call<'_>) -> Call<'static> {

@@ -74,7 +74,13 @@ impl Flusher {
             }
             if letters_delivered {
                 let started = Instant::now();
-                match self.store.flush(batch).await {
+                // A stop must not wait on a database that stopped answering: the fence makes
+                // abandoning a half-done transaction safe.
+                let attempt = tokio::select! {
+                    r = self.store.flush(batch) => r,
+                    () = self.abandon.cancelled() => return Err(FlushFailure::Abandoned),
+                };
+                match attempt {
                     Ok((totals, written)) => {
                         self.health.pass(POSTGRES_CHECK);
                         let took = started.elapsed();

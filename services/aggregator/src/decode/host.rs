@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use fleet::events::{HostSample, HostValue, Unit};
 use serde::Deserialize;
 
-use super::{Invalid, classify};
+use super::{Invalid, classify, no_nul};
 
 /// Longest host id (a DNS name).
 const MAX_HOST_LEN: usize = 253;
@@ -53,6 +53,7 @@ pub fn decode_host(payload: Option<&[u8]>, max_bytes: usize) -> Result<HostSampl
     if host.is_empty() || host.len() > MAX_HOST_LEN {
         return Err(Invalid::InvalidValue);
     }
+    no_nul(&host)?;
     if raw_values.is_empty() || raw_values.len() > MAX_VALUES {
         return Err(Invalid::InvalidValue);
     }
@@ -64,6 +65,8 @@ pub fn decode_host(payload: Option<&[u8]>, max_bytes: usize) -> Result<HostSampl
         if metric.is_empty() || metric.len() > MAX_NAME_LEN || v.device.len() > MAX_NAME_LEN {
             return Err(Invalid::InvalidValue);
         }
+        no_nul(&metric)?;
+        no_nul(&v.device)?;
         // JSON cannot carry NaN or infinities, but a huge exponent parses to infinity.
         if !value.is_finite() {
             return Err(Invalid::InvalidValue);
@@ -145,6 +148,14 @@ mod tests {
                 with("\"h\"", r#"{"metric":"m","unit":"count"}"#),
                 Invalid::MissingField,
             ),
+            (
+                with(
+                    "\"h\"",
+                    r#"{"metric":"m","device":"eth\u0000","value":1,"unit":"count"}"#,
+                ),
+                Invalid::InvalidValue,
+            ),
+            (with("\"h\\u0000\"", ok_value), Invalid::InvalidValue),
             (
                 r#"{"schema_version":1,"host":"h","time":"yesterday","metrics":[]}"#.to_string(),
                 Invalid::OutOfRange,

@@ -3,7 +3,7 @@
 use fleet::events::ProbeResult;
 use serde::Deserialize;
 
-use super::Invalid;
+use super::{Invalid, no_nul};
 
 /// Longest URL stored.
 const MAX_URL_LEN: usize = 2048;
@@ -55,6 +55,10 @@ pub fn decode_probe(payload: Option<&[u8]>, max_bytes: usize) -> Result<ProbeRes
     {
         return Err(Invalid::InvalidValue);
     }
+    no_nul(&r.url)?;
+    no_nul(&r.method)?;
+    no_nul(r.error.as_deref().unwrap_or_default())?;
+    no_nul(r.tls.as_ref().map_or("", |t| t.version.as_str()))?;
     Ok(r)
 }
 
@@ -106,11 +110,14 @@ mod tests {
         negative.phases.ttfb_seconds = Some(-1.0);
         let mut no_url = result();
         no_url.url.clear();
+        let mut nul = result();
+        nul.error = Some("bad\0byte".into());
         let encode = |r: &ProbeResult| serde_json::to_string(r).unwrap();
         let cases = [
             (encode(&bad_status), Invalid::InvalidValue),
             (encode(&negative), Invalid::InvalidValue),
             (encode(&no_url), Invalid::InvalidValue),
+            (encode(&nul), Invalid::InvalidValue),
             (
                 r#"{"schema_version":1,"url":"x"}"#.to_string(),
                 Invalid::MissingField,

@@ -189,3 +189,12 @@ fn strings_are_borrowed_from_the_message_unless_they_hold_escapes() {
     assert!(matches!(call.caller, Cow::Borrowed("00411111111")));
     assert!(matches!(call.callee, Cow::Borrowed("00412222222")));
 }
+
+#[test]
+fn a_nul_character_is_an_invalid_value_not_a_stuck_flush() {
+    let payload = br#"{"called_phone_number":"0041\u00001","start_call_epoch_time":1637000000,"call_duration":5}"#;
+    assert_eq!(
+        decode_call(Some(b"00411111111"), Some(payload), 65_536).map(|_| ()),
+        Err(Invalid::InvalidValue)
+    );
+}

@@ -53,8 +53,13 @@ impl Drop for ChildAggregator {
 }
 
 fn spawn_child(args: &[String]) -> ChildAggregator {
+    spawn_child_with(args, &[])
+}
+
+fn spawn_child_with(args: &[String], env: &[(&str, &str)]) -> ChildAggregator {
     let child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(&args[1..])
+        .envs(env.iter().copied())
         // The mock cluster ignores static membership: a short session timeout bounds the
         // pause after a kill instead. It must exceed the mock's initial rebalance delay
         // (3 s), or a lone new member times out while its own JoinGroup waits.
@@ -169,4 +174,43 @@ async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact(
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_rebalance_under_load_neither_loses_nor_double_counts() {
+    // Incremental (cooperative) rebalancing: when a member leaves, the other is assigned its
+    // partitions on top of those it keeps, and must re-read what it had consumed but not yet
+    // flushed on the kept ones (its batch is dropped on every reassignment).
+    let names = Names::new();
+    let cluster = broker(&names, 6);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let mut args = args(&bootstrap, &db.url, &names);
+    // Slow flushes, so that the remaining member holds unflushed data at the reassignment.
+    let at = args
+        .iter()
+        .position(|a| a == "--agg-flush-interval-ms")
+        .unwrap();
+    args[at + 1] = "1500".into();
+    let cooperative = [("KAFKA_PARTITION_ASSIGNMENT_STRATEGY", "cooperative-sticky")];
+    let mut a = spawn_child_with(&args, &cooperative);
+    let mut b = spawn_child_with(&args, &cooperative);
+    let mut expected = produce_calls(&bootstrap, &names.calls, 6_000, 31);
+    db.wait_for_offsets(&names.group, expected.calls, Duration::from_secs(60))
+        .await;
+    let mut add = |e: Expected| {
+        expected.calls += e.calls;
+        expected.duration_ms += e.duration_ms;
+        expected.long_calls += e.long_calls;
+    };
+    // B leaves (killed: its partitions move after the session timeout) while A keeps reading.
+    b.kill();
+    for seed in 32..40 {
+        add(produce_calls(&bootstrap, &names.calls, 1_000, seed));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    db.wait_for_offsets(&names.group, expected.calls, Duration::from_secs(120))
+        .await;
+    a.kill();
+    assert_stored_exactly(&db, expected).await;
 }
