@@ -7,6 +7,9 @@ use prometheus::{
     GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use crate::sample::{Increases, Reading};
 
 const NS: &str = "host_metrics";
@@ -25,6 +28,16 @@ pub struct Metrics {
     pub buffered: IntGauge,
     pub sample_duration: Histogram,
     host: HostGauges,
+    /// The per-device label sets of the previous reading, to remove those that vanish.
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    cores: HashSet<String>,
+    filesystems: HashSet<(String, String)>,
+    disks: HashSet<String>,
+    interfaces: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +210,7 @@ impl Metrics {
                 )?,
                 processes: gauge(r, "processes", "Processes on the host.", &[])?,
             },
+            seen: Arc::default(),
         };
         r.register(Box::new(m.samples.clone()))?;
         r.register(Box::new(m.published.clone()))?;
@@ -209,13 +223,10 @@ impl Metrics {
 
     /// Sets the host values from a reading. Counters move by the reading's increases, so they
     /// start at zero with the process (Prometheus' `rate()` handles that like a reset).
-    /// Devices that went away since the previous reading lose their series.
+    /// Devices that went away since the previous reading lose their series (removed, not
+    /// reset and set again, so a scrape never sees a present device missing).
     pub fn set_host(&self, host: &str, reading: &Reading, incs: &Increases) {
         let h = &self.host;
-        // Replace per-device gauges wholesale: a vanished mount or core must not linger.
-        for vec in [&h.core_usage, &h.frequency, &h.fs_size, &h.fs_available] {
-            vec.reset();
-        }
         h.cpu_usage
             .with_label_values(&[host])
             .set(reading.cpu_usage_pct / 100.0);
@@ -262,5 +273,100 @@ impl Metrics {
         let boot = reading.time.timestamp() as f64 - reading.uptime_secs as f64;
         h.boot_time.with_label_values(&[host]).set(boot);
         set(&h.processes, reading.processes);
+        self.forget_vanished(host, reading, incs);
+    }
+
+    /// Removes the series of cores, filesystems, disks and interfaces that were in the
+    /// previous reading but not in this one (a replaced VM interface must not linger forever).
+    fn forget_vanished(&self, host: &str, reading: &Reading, incs: &Increases) {
+        let h = &self.host;
+        let now = Seen {
+            cores: reading.cores.iter().map(|c| c.name.clone()).collect(),
+            filesystems: reading
+                .filesystems
+                .iter()
+                .map(|f| (f.mount.clone(), f.fstype.clone()))
+                .collect(),
+            disks: incs.disks.iter().map(|(d, _)| d.clone()).collect(),
+            interfaces: incs.interfaces.iter().map(|(i, _)| i.clone()).collect(),
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for core in seen.cores.difference(&now.cores) {
+            let _ = h.core_usage.remove_label_values(&[host, core]);
+            let _ = h.frequency.remove_label_values(&[host, core]);
+        }
+        for (mount, fstype) in seen.filesystems.difference(&now.filesystems) {
+            let _ = h.fs_size.remove_label_values(&[host, mount, fstype]);
+            let _ = h.fs_available.remove_label_values(&[host, mount, fstype]);
+        }
+        for disk in seen.disks.difference(&now.disks) {
+            let _ = h.disk_read.remove_label_values(&[host, disk]);
+            let _ = h.disk_written.remove_label_values(&[host, disk]);
+        }
+        for interface in seen.interfaces.difference(&now.interfaces) {
+            for c in &h.net {
+                let _ = c.remove_label_values(&[host, interface]);
+            }
+        }
+        *seen = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder, TextEncoder};
+
+    use super::*;
+    use crate::sample::{Counters, Interface, increases};
+
+    fn nic(name: &str, bytes: u64) -> Interface {
+        Interface {
+            name: name.into(),
+            rx_bytes: bytes,
+            tx_bytes: bytes,
+            rx_packets: 1,
+            tx_packets: 1,
+        }
+    }
+
+    fn text(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_vanished_interface_loses_its_series_and_the_others_keep_counting() {
+        let registry = Registry::new();
+        let m = Metrics::register(&registry).unwrap();
+        let mut counters = Counters::default();
+        let mut reading = Reading {
+            time: chrono::DateTime::from_timestamp(1_000, 0).unwrap(),
+            interfaces: vec![nic("eth0", 100), nic("vnet7", 5)],
+            ..Reading::default()
+        };
+        for (second, eth0) in [(1_000, 100), (1_010, 300)] {
+            reading.time = chrono::DateTime::from_timestamp(second, 0).unwrap();
+            reading.interfaces[0] = nic("eth0", eth0);
+            let incs = increases(&mut counters, &reading);
+            m.set_host("h", &reading, &incs);
+        }
+        let before = text(&registry);
+        assert!(before.contains(r#"interface="vnet7""#), "{before}");
+        reading.interfaces.truncate(1);
+        reading.time = chrono::DateTime::from_timestamp(1_020, 0).unwrap();
+        reading.interfaces[0] = nic("eth0", 400);
+        let incs = increases(&mut counters, &reading);
+        m.set_host("h", &reading, &incs);
+        let after = text(&registry);
+        assert!(!after.contains("vnet7"), "{after}");
+        assert!(
+            after.contains(
+                r#"host_metrics_network_receive_bytes_total{host="h",interface="eth0"} 300"#
+            ),
+            "{after}"
+        );
     }
 }

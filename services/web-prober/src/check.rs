@@ -155,15 +155,16 @@ impl Checker {
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| url.join(l).ok());
+            // Only http(s) redirects are followed; any other is judged as the answer.
             if status.is_redirection()
                 && t.redirects < self.max_redirects
-                && let Some(next) = location
+                && let Some(next) = location.filter(|l| matches!(l.scheme(), "http" | "https"))
             {
                 t.redirects += 1;
                 url = next;
                 continue;
             }
-            return self.read_body(response, t).await;
+            return self.read_body(response, t, target.regex.is_some()).await;
         }
     }
 
@@ -182,6 +183,8 @@ impl Checker {
         add(&mut t.connect, started.elapsed());
         let _ = tcp.set_nodelay(true);
 
+        // TLS details describe the last connection: none after a redirect to plain http.
+        t.tls_info = None;
         let io: Box<dyn Io> = if https {
             let started = Instant::now();
             let stream = self
@@ -205,12 +208,18 @@ impl Checker {
         }));
         let mut request = http::Request::builder()
             .method(target.method.clone())
-            .uri(&url[url::Position::BeforePath..url::Position::AfterQuery])
-            .header(
+            .uri(&url[url::Position::BeforePath..url::Position::AfterQuery]);
+        // A target's own Host or User-Agent replaces ours (two Host headers get a 400).
+        let own = |h: &http::header::HeaderName| target.headers.iter().any(|(n, _)| n == h);
+        if !own(&http::header::HOST) {
+            request = request.header(
                 http::header::HOST,
                 &url[url::Position::BeforeHost..url::Position::AfterPort],
-            )
-            .header(http::header::USER_AGENT, USER_AGENT);
+            );
+        }
+        if !own(&http::header::USER_AGENT) {
+            request = request.header(http::header::USER_AGENT, USER_AGENT);
+        }
         for (name, value) in &target.headers {
             request = request.header(name, value);
         }
@@ -281,6 +290,7 @@ impl Checker {
         &self,
         response: http::Response<hyper::body::Incoming>,
         t: &mut Timings,
+        keep: bool,
     ) -> Result<Vec<u8>, Failure> {
         let started = Instant::now();
         let mut body = response.into_body();
@@ -298,7 +308,10 @@ impl Checker {
                                 self.max_body_bytes
                             )));
                         }
-                        kept.extend_from_slice(data);
+                        // Without a regex the body is only counted, never held.
+                        if keep {
+                            kept.extend_from_slice(data);
+                        }
                     }
                 }
             }

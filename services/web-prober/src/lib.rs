@@ -34,6 +34,9 @@ const DELIVERY_CHECK: &str = "delivery";
 /// Fails while the targets file cannot be used (the last good one keeps running).
 const TARGETS_CHECK: &str = "targets";
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
+/// Results waiting for Kafka at most; beyond, new ones are dropped and counted, so that an
+/// outage costs bounded memory.
+const MAX_PENDING_RESULTS: u64 = 10_000;
 
 /// A built prober, its metrics endpoint bound.
 #[derive(Debug)]
@@ -259,7 +262,11 @@ fn result_sink(
         };
         let (producer, topic, metrics) = (producer.clone(), topic.clone(), metrics.clone());
         let (delivered, pending) = (delivered.clone(), pending.clone());
-        pending.fetch_add(1, Ordering::Relaxed);
+        if pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_RESULTS {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            metrics.dropped.inc();
+            return;
+        }
         tokio::spawn(async move {
             let message = Outgoing {
                 topic: &topic,

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub delivery_errors: IntCounter,
     pub published: IntCounter,
+    pub dropped: IntCounter,
     pub targets: IntGauge,
     pub reloads: IntCounterVec,
     pub config_valid: IntGauge,
@@ -70,6 +71,10 @@ impl Metrics {
             published: IntCounter::with_opts(opts(
                 "results_published_total",
                 "Results delivered to Kafka.",
+            ))?,
+            dropped: IntCounter::with_opts(opts(
+                "results_dropped_total",
+                "Results dropped because too many were waiting for Kafka.",
             ))?,
             targets: IntGauge::with_opts(opts("targets", "Targets in the current configuration."))?,
             reloads: IntCounterVec::new(
@@ -122,6 +127,7 @@ impl Metrics {
         registry.register(Box::new(m.latency.clone()))?;
         registry.register(Box::new(m.delivery_errors.clone()))?;
         registry.register(Box::new(m.published.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.targets.clone()))?;
         registry.register(Box::new(m.reloads.clone()))?;
         registry.register(Box::new(m.config_valid.clone()))?;

@@ -145,10 +145,11 @@ pub fn parse(text: &str, yaml: bool, defaults: &Defaults) -> Result<Vec<Target>,
     } else {
         parse_lines(text, defaults)?
     };
+    // One entry per URL: results, metrics and tables are keyed by it.
     let mut seen = HashSet::new();
     for t in &targets {
-        if !seen.insert((t.method.clone(), t.url.as_str().to_string())) {
-            return Err(format!("{} {} is listed twice", t.method, t.url));
+        if !seen.insert(t.url.as_str().to_string()) {
+            return Err(format!("{} is listed twice", t.url));
         }
     }
     Ok(targets)
@@ -214,17 +215,21 @@ fn build(raw: RawTarget, file: &RawTarget, defaults: &Defaults) -> Result<Target
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{url_text}` is not an http(s) URL with a host"));
     }
-    let regex = match raw.regex.or_else(|| file.regex.clone()) {
-        Some(r) if r.is_empty() => None,
-        Some(r) => Some(Regex::new(&r).map_err(|e| format!("bad regex `{r}`: {e}"))?),
-        None => defaults.regex.clone(),
-    };
     let method_text = raw
         .method
         .or_else(|| file.method.clone())
         .unwrap_or_else(|| "GET".into());
     let method = http::Method::from_bytes(method_text.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("bad method `{method_text}`"))?;
+    let head = method == http::Method::HEAD;
+    let regex = match raw.regex.or_else(|| file.regex.clone()) {
+        Some(r) if r.is_empty() => None,
+        Some(_) if head => return Err("a HEAD request has no body to match a regex".into()),
+        Some(r) => Some(Regex::new(&r).map_err(|e| format!("bad regex `{r}`: {e}"))?),
+        // PROBE_REGEX is for bodies; HEAD answers have none.
+        None if head => None,
+        None => defaults.regex.clone(),
+    };
     let expect_status = match raw.expect_status.as_ref().or(file.expect_status.as_ref()) {
         Some(items) => StatusSet::parse(items)?,
         None => StatusSet::success(),
@@ -342,6 +347,16 @@ targets:
             ("http://ok.test\nnot a url", false, "line 2"),
             ("http://x.test (unclosed", false, "bad regex"),
             ("http://x.test\nhttp://x.test", false, "listed twice"),
+            (
+                "targets:\n  - url: http://x.test\n  - url: http://x.test\n    method: HEAD\n",
+                true,
+                "listed twice",
+            ),
+            (
+                "targets:\n  - url: http://x.test\n    method: HEAD\n    regex: ok\n",
+                true,
+                "HEAD",
+            ),
             (
                 "targets:\n  - url: http://x.test\n    interval_secs: 0\n",
                 true,

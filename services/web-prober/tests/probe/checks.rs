@@ -69,6 +69,7 @@ async fn status_classes_and_redirects() {
             ("/moved", Reply::redirect("/ok")),
             ("/loop", Reply::redirect("/loop")),
             ("/error", Reply::status(503)),
+            ("/away", Reply::redirect("ftp://files.test/x")),
             ("/missing", Reply::status(404)),
         ],
         None,
@@ -92,6 +93,12 @@ async fn status_classes_and_redirects() {
     assert_eq!(
         (r.result, r.status, r.redirects),
         (ProbeOutcome::HttpStatus, Some(302), 5)
+    );
+    // Only http(s) redirects are followed: the 302 to ftp is the answer.
+    let r = check(&server.url("http", "/away")).await;
+    assert_eq!(
+        (r.result, r.status, r.redirects),
+        (ProbeOutcome::HttpStatus, Some(302), 0)
     );
     for (path, status) in [("/error", 503), ("/missing", 404)] {
         let r = check(&server.url("http", path)).await;
@@ -251,5 +258,30 @@ async fn a_failed_check_never_carries_the_previous_checks_timings() {
             bad.body_bytes
         ),
         (None, None, None, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_targets_own_host_header_replaces_ours() {
+    let server = Server::start(vec![("/echo", Reply::ok(""))], None).await;
+    let t = yaml_target(&format!(
+        "targets:\n  - url: {}\n    headers: {{ Host: vhost.test }}\n    regex: '(?i)host: vhost\\.test'\n",
+        server.url("http", "/echo")
+    ));
+    let r = checker().check(&t).await;
+    assert_eq!(r.result, ProbeOutcome::Ok, "{r:?}");
+    let echo = server.url("http", "/echo");
+    let t = target(
+        &format!("{echo} (?i)user-agent: fleetpulse"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(checker().check(&t).await.result, ProbeOutcome::Ok);
+    // Exactly one Host header, not ours and theirs.
+    let t = yaml_target(&format!(
+        "targets:\n  - url: {echo}\n    headers: {{ Host: vhost.test }}\n    regex: '(?ims)^host:.*^host:'\n"
+    ));
+    assert_eq!(
+        checker().check(&t).await.result,
+        ProbeOutcome::RegexMismatch
     );
 }

@@ -144,11 +144,15 @@ async fn serve<S: tokio::io::AsyncRead + AsyncWrite + Unpin>(
     let mut words = text.split_whitespace();
     let method = words.next().unwrap_or("").to_string();
     let path = words.next().unwrap_or("/").to_string();
-    let reply = routes
+    let mut reply = routes
         .iter()
         .find(|(p, _)| *p == path)
         .map(|(_, r)| r.clone())
         .unwrap_or_else(|| Reply::status(404));
+    if path == "/echo" {
+        // The request's head, as the body.
+        reply.body = Arc::new(head.clone());
+    }
     if reply.hang {
         // Wait for the client to give up and close the connection.
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
