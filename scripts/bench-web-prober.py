@@ -73,10 +73,12 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from procstat import CLK_TCK, free_port, parse_metrics, proc_cpu_seconds, proc_peak_rss  # noqa: E402
+
 DELAY = 0.050
 ACCURACY_TARGET_MS = 1.0
 CPU_RATIO_TARGET = 2.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -85,24 +87,9 @@ def die_with_parent():
     _libc.prctl(1, signal.SIGTERM)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
-
-
-def parse_metrics(text):
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 def metric_sum(metrics, name, **labels):
@@ -132,18 +119,6 @@ def wait_until(what, ready, timeout=20):
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not become ready within {timeout} s")
-
-
-def proc_cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def proc_peak_rss(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def tree_cpu_seconds(pid):

@@ -26,33 +26,23 @@ import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from procstat import free_port, parse_metrics, proc_cpu_seconds, proc_peak_rss, proc_rss  # noqa: E402
+
 NODE_COLLECTORS = [  # the same ground host-metrics covers
     "cpu", "cpufreq", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat",
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, value = line.rsplit(" ", 1)
-        out[name] = float(value)
-    return out
+    return parse_metrics(text)
 
 
 def series(metrics, name, **labels):
@@ -250,26 +240,6 @@ def agreement(args):
         print("disagreement: " + ", ".join(failures))
         return 1
     print(f"host-metrics agrees with node_exporter on {len(rows)} values")
-    return 0
-
-
-def proc_cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-
-
-def proc_rss(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def proc_peak_rss(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
     return 0
 
 

@@ -53,8 +53,6 @@ impl CommonArgs {
     }
 }
 
-/// Parses the service's arguments. On an invalid value, prints one line naming the variable or
-/// flag and the bad value, and exits with status 2 (clap's usage-error convention).
 /// A `clap` value parser for durations in seconds, fractions allowed, from 1 ms to a day:
 /// `value_parser = fleet::config::seconds`.
 pub fn seconds(s: &str) -> Result<f64, String> {
@@ -66,6 +64,8 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses the service's arguments. On an invalid value, prints one line naming the variable or
+/// flag and the bad value, and exits with status 2 (clap's usage-error convention).
 pub fn parse_or_exit<T: clap::Parser>() -> T {
     match T::try_parse() {
         Ok(args) => args,
@@ -85,4 +85,13 @@ pub fn parse_or_exit<T: clap::Parser>() -> T {
             }
         },
     }
+}
+/// The value of a start-up step, or, when it failed (settings that contradict each other, a
+/// file that cannot be used, a port taken), one line with the whole cause and exit status 2,
+/// like an invalid setting.
+pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        std::process::exit(2)
+    })
 }

@@ -201,6 +201,23 @@ pub struct Phases {
     pub total_seconds: f64,
 }
 
+impl Phases {
+    /// Phase names, in the order of [`Self::values`] and of a check.
+    pub const NAMES: [&'static str; 6] = ["dns", "connect", "tls", "ttfb", "transfer", "total"];
+
+    /// Every phase, `None` where it did not happen (`total` always did).
+    pub fn values(&self) -> [Option<f64>; 6] {
+        [
+            self.dns_seconds,
+            self.connect_seconds,
+            self.tls_seconds,
+            self.ttfb_seconds,
+            self.transfer_seconds,
+            Some(self.total_seconds),
+        ]
+    }
+}
+
 /// TLS details of a connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TlsInfo {

@@ -237,27 +237,9 @@ impl AggregatorContext {
         m.host_samples.inc_by(batch.host_samples.len() as u64);
         m.probe_results.inc_by(batch.probe_results.len() as u64);
         m.flush_duration.observe(flushed.took.as_secs_f64());
-        m.rows_written
-            .with_label_values(&["call_stats_1m"])
-            .inc_by(flushed.written.windows);
-        m.rows_written
-            .with_label_values(&["long_calls"])
-            .inc_by(flushed.written.long_calls);
-        m.rows_written
-            .with_label_values(&["consumer_offsets"])
-            .inc_by(flushed.written.offsets);
-        m.rows_written
-            .with_label_values(&["system_metrics"])
-            .inc_by(flushed.written.system_metrics);
-        m.rows_written
-            .with_label_values(&["host_metrics_1m"])
-            .inc_by(flushed.written.host_windows);
-        m.rows_written
-            .with_label_values(&["probe_results"])
-            .inc_by(flushed.written.probe_results);
-        m.rows_written
-            .with_label_values(&["probe_stats_1m"])
-            .inc_by(flushed.written.probe_windows);
+        for (table, rows) in flushed.written.by_table() {
+            m.rows_written.with_label_values(&[table]).inc_by(rows);
+        }
         if let Some(totals) = flushed.totals {
             m.stored_calls.set(totals.calls);
             m.stored_call_duration_seconds

@@ -8,6 +8,6 @@ async fn main() -> anyhow::Result<()> {
     let config: Config = fleet::config::parse_or_exit();
     let telemetry = fleet::telemetry::init("aggregator", config.common.log_format)?;
     let shutdown = fleet::shutdown::on_signal();
-    let app = Application::build(config).await?;
+    let app = fleet::config::or_exit(Application::build(config).await);
     app.run_until_stopped(shutdown, telemetry.exporting()).await
 }

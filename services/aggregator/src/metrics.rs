@@ -201,15 +201,7 @@ impl Metrics {
         for kind in ["postgres", "dlq", "fenced"] {
             m.flush_errors.with_label_values(&[kind]);
         }
-        for table in [
-            "call_stats_1m",
-            "long_calls",
-            "consumer_offsets",
-            "system_metrics",
-            "host_metrics_1m",
-            "probe_results",
-            "probe_stats_1m",
-        ] {
+        for table in crate::store::Written::TABLES {
             m.rows_written.with_label_values(&[table]);
         }
         for status in ["firing", "resolved", "rejected"] {

@@ -34,12 +34,12 @@ pub struct Config {
     pub sample_interval_secs: f64,
 
     /// The host's name in every sample and the message key. Default: the hostname.
-    #[arg(long, env = "HOST_ID")]
+    #[arg(long, env = "HOST_ID", value_parser = non_empty)]
     pub host_id: Option<String>,
 
     /// Where the host's root filesystem is visible. In a container, mount the host's `/` at
     /// `/host` (read-only) and set `/host`: mounts are read below it and reported without it.
-    #[arg(long, env = "HOST_ROOT", default_value = "/")]
+    #[arg(long, env = "HOST_ROOT", default_value = "/", value_parser = directory)]
     pub host_root: PathBuf,
 
     /// Network interfaces to include (regular expression on the name).
@@ -76,6 +76,22 @@ impl Config {
     }
 }
 
+fn non_empty(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("expected a host name, got an empty one".into()),
+        name => Ok(name.to_string()),
+    }
+}
+
+fn directory(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(format!("`{s}` is not a directory"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,11 +117,22 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_host_id_is_rejected_and_one_is_trimmed() {
+        let err = Config::try_parse_from(["host-metrics", "--host-id= "])
+            .unwrap_err()
+            .to_string();
+        assert!(err.lines().next().unwrap().contains("HOST_ID"), "{err}");
+        let c = Config::try_parse_from(["host-metrics", "--host-id= db-1 "]).unwrap();
+        assert_eq!(c.host_id.as_deref(), Some("db-1"));
+    }
+
+    #[test]
     fn bad_values_name_the_variable_and_value() {
         for (flag, value, var) in [
             ("--sample-interval-secs", "0", "SAMPLE_INTERVAL_SECS"),
             ("--net-interfaces-exclude", "(", "NET_INTERFACES_EXCLUDE"),
             ("--buffer-max-samples", "0", "BUFFER_MAX_SAMPLES"),
+            ("--host-root", "/no/such/dir", "HOST_ROOT"),
         ] {
             let err = Config::try_parse_from(["host-metrics", &format!("{flag}={value}")])
                 .unwrap_err()

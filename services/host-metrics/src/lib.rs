@@ -59,8 +59,7 @@ impl Application {
     /// Registers metrics and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let host = match &config.host_id {
-            Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-            Some(_) => anyhow::bail!("HOST_ID is empty"),
+            Some(id) => id.clone(),
             None => sysinfo::System::host_name().context("no hostname: set HOST_ID")?,
         };
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;

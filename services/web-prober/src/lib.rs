@@ -42,6 +42,7 @@ const MAX_PENDING_RESULTS: u64 = 10_000;
 #[derive(Debug)]
 pub struct Application {
     config: Config,
+    checker: Checker,
     endpoint: Endpoint,
     metrics: Metrics,
 }
@@ -49,10 +50,24 @@ pub struct Application {
 impl Application {
     /// Registers metrics and binds the HTTP port (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before any network: a CA file that cannot be used is a setting to fix, not an outage.
+        let checker = Checker::new(
+            config.probe_ca_file.as_deref(),
+            config.probe_max_body_bytes,
+            config.probe_max_redirects,
+        )
+        .with_context(|| match &config.probe_ca_file {
+            Some(path) => format!(
+                "PROBE_CA_FILE={}: not a PEM file of certificates",
+                path.display()
+            ),
+            None => "TLS setup".to_string(),
+        })?;
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::register(&endpoint.registry)?;
         Ok(Self {
             config,
+            checker,
             endpoint,
             metrics,
         })
@@ -72,6 +87,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             config,
+            checker,
             endpoint,
             metrics,
         } = self;
@@ -123,12 +139,6 @@ impl Application {
             monitor_stop.clone(),
         ));
 
-        let checker = Checker::new(
-            config.probe_ca_file.as_deref(),
-            config.probe_max_body_bytes,
-            config.probe_max_redirects,
-        )
-        .context("TLS setup (PROBE_CA_FILE)")?;
         let mut scheduler = Scheduler::new(
             checker,
             config.probe_concurrency as usize,

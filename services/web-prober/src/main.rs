@@ -10,6 +10,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = fleet::telemetry::init("web-prober", config.common.log_format)?;
     let shutdown = fleet::shutdown::on_signal();
     let hangup = signal(SignalKind::hangup())?;
-    let app = Application::build(config).await?;
+    let app = fleet::config::or_exit(Application::build(config).await);
     app.run_until_stopped(shutdown, hangup).await
 }

@@ -2,15 +2,13 @@
 //! `target` label (the URL): targets are configuration, so the label is bounded, and a target
 //! removed from the file loses its series.
 
-use fleet::events::{ProbeOutcome, ProbeResult};
+use fleet::events::{Phases, ProbeOutcome, ProbeResult};
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry,
 };
 
 const NS: &str = "web_prober";
-/// Phase label values, in the order of a check.
-pub const PHASES: [&str; 6] = ["dns", "connect", "tls", "ttfb", "transfer", "total"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NS)
@@ -163,16 +161,7 @@ impl Metrics {
         self.target_status
             .with_label_values(&[target])
             .set(f64::from(r.status.unwrap_or(0)));
-        let p = &r.phases;
-        let phases = [
-            p.dns_seconds,
-            p.connect_seconds,
-            p.tls_seconds,
-            p.ttfb_seconds,
-            p.transfer_seconds,
-            Some(p.total_seconds),
-        ];
-        for (name, value) in PHASES.iter().zip(phases) {
+        for (name, value) in Phases::NAMES.iter().zip(r.phases.values()) {
             self.target_phase
                 .with_label_values(&[target, name])
                 .set(value.unwrap_or(0.0));
@@ -201,7 +190,7 @@ impl Metrics {
         let _ = self.target_last_success.remove_label_values(&[target]);
         let _ = self.target_status.remove_label_values(&[target]);
         let _ = self.target_cert_expiry.remove_label_values(&[target]);
-        for phase in PHASES {
+        for phase in Phases::NAMES {
             let _ = self.target_phase.remove_label_values(&[target, phase]);
         }
     }

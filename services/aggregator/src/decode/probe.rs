@@ -33,18 +33,12 @@ pub fn decode_probe(payload: Option<&[u8]>, max_bytes: usize) -> Result<ProbeRes
             super::classify(e)
         }
     })?;
-    let p = &r.phases;
-    let phases_ok = [
-        p.dns_seconds,
-        p.connect_seconds,
-        p.tls_seconds,
-        p.ttfb_seconds,
-        p.transfer_seconds,
-        Some(p.total_seconds),
-    ]
-    .into_iter()
-    .flatten()
-    .all(|s| s.is_finite() && (0.0..=86_400.0).contains(&s));
+    let phases_ok = r
+        .phases
+        .values()
+        .into_iter()
+        .flatten()
+        .all(|s| s.is_finite() && (0.0..=86_400.0).contains(&s));
     let status_ok = r.status.is_none_or(|s| (100..=599).contains(&s));
     if r.url.is_empty()
         || r.url.len() > MAX_URL_LEN

@@ -60,6 +60,33 @@ pub struct Written {
     pub probe_windows: u64,
 }
 
+impl Written {
+    /// The tables a flush writes: the `table` label values of `aggregator_rows_written_total`.
+    pub const TABLES: [&'static str; 7] = [
+        "call_stats_1m",
+        "long_calls",
+        "consumer_offsets",
+        "system_metrics",
+        "host_metrics_1m",
+        "probe_results",
+        "probe_stats_1m",
+    ];
+
+    /// Rows per table, in [`Self::TABLES`] order.
+    pub fn by_table(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let rows = [
+            self.windows,
+            self.long_calls,
+            self.offsets,
+            self.system_metrics,
+            self.host_windows,
+            self.probe_results,
+            self.probe_windows,
+        ];
+        Self::TABLES.into_iter().zip(rows)
+    }
+}
+
 /// Which consumer group and topics a store serves.
 #[derive(Debug, Clone)]
 pub struct Store {
