@@ -3,7 +3,11 @@
 use host_metrics::Application;
 use host_metrics::config::Config;
 
-#[tokio::main]
+// One worker is plenty for a sample every few seconds and a scrape, and keeps the agent's
+// footprint independent of the host's core count (the default is a worker per core; node_exporter
+// likewise runs with GOMAXPROCS=1). Sampling runs in `block_in_place`, so a slow filesystem
+// read hands the worker over and `/metrics` keeps answering.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let config: Config = fleet::config::parse_or_exit();
     let _telemetry = fleet::telemetry::init("host-metrics", config.common.log_format)?;
