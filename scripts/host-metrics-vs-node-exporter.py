@@ -244,7 +244,8 @@ def agreement(args):
 
 
 def run_to_exit(argv, env):
-    """Runs a process to its exit: (CPU seconds, peak RSS bytes, wall seconds).
+    """Runs a process to its exit: (peak RSS bytes, wall seconds). Its CPU time lands in
+    RUSAGE_CHILDREN when poll() reaps it (see children_cpu).
 
     The peak is the highest VmHWM read every 2 ms while it ran. Not wait4's ru_maxrss: Linux
     carries the pre-exec high-water mark of the forked child into it, so it reports this
@@ -259,13 +260,13 @@ def run_to_exit(argv, env):
         except (FileNotFoundError, ProcessLookupError):
             pass
         time.sleep(0.002)
-    # poll() reaped it; its rusage is in RUSAGE_CHILDREN, taken as a difference by the caller.
     if p.returncode != 0:
         raise SystemExit(f"{argv[0]} exited with {p.returncode}")
     return peak, time.time() - started
 
 
 def children_cpu():
+    """User + system CPU seconds of every reaped child so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
