@@ -1,7 +1,9 @@
-//! The consume loop, on a dedicated thread: poll messages in bursts (a `BaseConsumer` poll costs
-//! far less than an async `recv` per message), decode and aggregate into the current [`Batch`],
-//! and every flush interval hand the batch to a [`Flusher`] on the Tokio runtime while reading
-//! on. One flush is in flight at a time, so batches commit in order.
+//! The consume loop, on a dedicated thread: read messages in batches from a queue the assigned
+//! partitions are routed to ([`fetch`]; rebalances and other events still come through
+//! `BaseConsumer::poll`), decode and aggregate into the current [`Batch`], and hand the batch
+//! to a [`Flusher`] on the Tokio runtime while reading on: every flush interval under light
+//! traffic, back to back under a backlog. One flush is in flight at a time, so batches commit
+//! in order.
 //!
 //! Offsets live in PostgreSQL, written by the flush with the data they cover. On every
 //! assignment the rebalance callback seeks the new partitions to their stored offsets (or the
@@ -9,7 +11,7 @@
 //! unflushed batch: the next owner re-reads it from the stored offsets. Kafka's own committed
 //! offsets are written after each flush only so that lag tools see progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,6 +39,9 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::topics::{Source, Topics, Tp};
 
+mod fetch;
+use fetch::{FetchQueue, Fetched};
+
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
 /// A batch this large is flushed as soon as no flush is in flight, without waiting for the
@@ -50,6 +55,15 @@ const REVOKE_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_CHECK: &str = "progress";
 /// Most span links attached to one aggregate span.
 const MAX_TRACE_LINKS: usize = 16;
+/// How long the loop waits for the first message of a burst.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// The same, while the last part of a backlog waits for the in-flight flush to land.
+const TAIL_WAIT: Duration = Duration::from_millis(5);
+/// How often the routes of the assigned partitions to the fetch queue are re-asserted (see
+/// [`fetch`]): the longest a partition can sit unread after a rebalance race.
+const REROUTE_EVERY: Duration = Duration::from_millis(250);
+/// The trace context header, as librdkafka looks it up.
+const TRACEPARENT: &std::ffi::CStr = c"traceparent";
 
 /// A flush handed to the runtime, and what to do when it lands.
 #[derive(Debug)]
@@ -73,6 +87,10 @@ pub struct AggregatorContext {
     /// Set by the rebalance callback: the loop must drop its batch and re-read `assigned`.
     reassigned: AtomicBool,
     in_flight: Mutex<Option<InFlight>>,
+    /// Where assigned partitions' messages are read from in batches (`None`: from the consumer
+    /// queue, one `poll` each), and the partitions routed to it.
+    fetch: Mutex<Option<Arc<FetchQueue>>>,
+    routed: Mutex<HashSet<Tp>>,
 }
 
 impl AggregatorContext {
@@ -95,6 +113,34 @@ impl AggregatorContext {
             assigned: Mutex::default(),
             reassigned: AtomicBool::new(false),
             in_flight: Mutex::default(),
+            fetch: Mutex::default(),
+            routed: Mutex::default(),
+        }
+    }
+
+    /// Forwards `partitions` to the fetch queue, if there is one, and remembers them.
+    fn route(&self, partitions: impl IntoIterator<Item = Tp>) {
+        let Some(fetch) = lock(&self.fetch).clone() else {
+            return;
+        };
+        let mut routed = lock(&self.routed);
+        for (source, partition) in partitions {
+            if fetch.route(self.topics.name(source), partition) {
+                routed.insert((source, partition));
+            } else {
+                // Its messages stay on the consumer queue, where the loop reads them too.
+                tracing::warn!(partition, "partition not routed to the fetch queue");
+            }
+        }
+    }
+
+    /// Re-asserts the routes of the routed partitions (see [`fetch`]).
+    fn reroute(&self) {
+        let Some(fetch) = lock(&self.fetch).clone() else {
+            return;
+        };
+        for (source, partition) in lock(&self.routed).iter() {
+            fetch.route(self.topics.name(*source), *partition);
         }
     }
 
@@ -148,6 +194,8 @@ impl AggregatorContext {
                 tracing::error!(%err, partition, "cannot build assignment");
             }
         }
+        // Routed before the fetchers start, so that no message of theirs goes elsewhere.
+        self.route(stored.keys().copied());
         let assigned = if cooperative {
             consumer.incremental_assign(&seeded)
         } else {
@@ -179,6 +227,7 @@ impl AggregatorContext {
         if let Err(err) = result {
             tracing::error!(%err, "unassign failed");
         }
+        lock(&self.routed).retain(|p| !revoked.contains(p));
         let mut assigned = lock(&self.assigned);
         assigned.retain(|p, _| !revoked.contains(p));
         self.metrics.assigned_partitions.set(assigned.len() as i64);
@@ -312,6 +361,37 @@ impl ConsumerContext for AggregatorContext {
     }
 }
 
+/// Why a flush starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushTrigger {
+    /// The flush interval passed (light traffic).
+    Interval,
+    /// The batch is large or over its memory budget (a backlog).
+    Size,
+    /// A backlog's last part was read.
+    CaughtUp,
+}
+
+/// Whether a batch of `messages` is flushed now (when no flush is in flight), and why.
+/// `backlog_read`: the previous flush was by size and the last read found nothing more.
+fn flush_trigger(
+    since_last: Duration,
+    interval: Duration,
+    messages: u64,
+    over_budget: bool,
+    backlog_read: bool,
+) -> Option<FlushTrigger> {
+    if messages >= EAGER_FLUSH_MESSAGES || over_budget {
+        Some(FlushTrigger::Size)
+    } else if backlog_read {
+        Some(FlushTrigger::CaughtUp)
+    } else if since_last >= interval {
+        Some(FlushTrigger::Interval)
+    } else {
+        None
+    }
+}
+
 /// Where to resume a partition whose stored next offset is `next` (-1: nothing stored yet).
 fn resume_at(next: i64) -> Offset {
     if next >= 0 {
@@ -352,6 +432,9 @@ pub struct ConsumeLoop {
     last_flush: Instant,
     stall: StallDetector,
     paused: bool,
+    /// The last flush was started by the batch's size: a backlog is being worked through, and
+    /// its last part is flushed as soon as it is read, not at the next interval.
+    draining: bool,
     /// The batch's `aggregate` span and how many links it carries.
     aggregate_span: Option<(tracing::Span, usize)>,
 }
@@ -361,6 +444,15 @@ impl std::fmt::Debug for ConsumeLoop {
         f.debug_struct("ConsumeLoop")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ConsumeLoop {
+    fn drop(&mut self) {
+        // The fetch queue belongs to the consumer's client and must go first (fields are
+        // dropped after this).
+        lock(&self.context().routed).clear();
+        drop(lock(&self.context().fetch).take());
     }
 }
 
@@ -376,6 +468,12 @@ impl ConsumeLoop {
         health.register(PROGRESS_CHECK, false);
         health.pass(PROGRESS_CHECK);
         let stall = StallDetector::new(settings.flush_interval * 3);
+        // Before the first `poll`, which is where partitions get assigned (and routed).
+        let fetch = FetchQueue::new(&consumer).map(Arc::new);
+        if fetch.is_none() {
+            tracing::warn!("no fetch queue: reading messages one `poll` at a time");
+        }
+        *lock(&consumer.context().fetch) = fetch;
         Self {
             consumer,
             flusher,
@@ -387,6 +485,7 @@ impl ConsumeLoop {
             last_flush: Instant::now(),
             stall,
             paused: false,
+            draining: false,
             aggregate_span: None,
         }
     }
@@ -402,19 +501,50 @@ impl ConsumeLoop {
         let consumed =
             Source::ALL.map(|s| metrics.events_consumed.with_label_values(&[topics.name(s)]));
         let durations = metrics.call_duration.local();
+        let fetch = lock(&self.context().fetch).clone();
+        let mut last_reroute = Instant::now();
         while !self.shutdown.is_cancelled() {
             self.poll_settled_flush();
             let now_ms = chrono::Utc::now().timestamp_millis();
+            // The loop's state, borrowed field by field: a polled message borrows the consumer.
+            macro_rules! sink {
+                () => {
+                    Sink {
+                        batch: &mut self.batch,
+                        expected: &mut self.expected,
+                        aggregate_span: &mut self.aggregate_span,
+                        settings: &self.settings,
+                        metrics: &metrics,
+                        consumed: &consumed,
+                        durations: &durations,
+                        topics: &topics,
+                        now_ms,
+                    }
+                };
+            }
+            // Wait on the fetch queue while partitions are routed to it, else on the consumer
+            // queue (where the first assignment arrives). Briefly while the last part of a
+            // backlog waits for the in-flight flush.
+            let routed = fetch.is_some() && !lock(&self.context().routed).is_empty();
+            let wait = if self.draining && !self.batch.is_empty() {
+                TAIL_WAIT
+            } else {
+                POLL_WAIT
+            };
+            // The consumer queue: rebalances, statistics and errors, and the messages of any
+            // partition not routed to the fetch queue.
             let mut reassigned_in_burst = false;
+            let mut read = 0;
             for i in 0..BURST {
-                let timeout = if i == 0 {
-                    Duration::from_millis(100)
+                let timeout = if i == 0 && !routed {
+                    wait
                 } else {
                     Duration::ZERO
                 };
                 let Some(polled) = self.consumer.poll(timeout) else {
                     break;
                 };
+                read += 1;
                 // The rebalance callback runs inside `poll`: the message belongs to the new
                 // assignment, the batch to the old one.
                 if self
@@ -433,23 +563,19 @@ impl ConsumeLoop {
                         let Some(source) = topics.source_of(message.topic()) else {
                             continue; // not subscribed; cannot happen
                         };
-                        consumed[source as usize].inc();
-                        let duration = process(
-                            &mut self.batch,
-                            &mut self.expected,
-                            &self.settings,
+                        let traceparent = if self.settings.trace {
+                            borrowed_traceparent(&message)
+                        } else {
+                            None
+                        };
+                        let incoming = Incoming {
                             source,
-                            &message,
-                            now_ms,
-                            &metrics,
-                            topics.name(source),
-                        );
-                        if let Some(secs) = duration {
-                            durations.observe(secs);
-                        }
-                        if self.settings.trace {
-                            trace_message(&mut self.aggregate_span, &message);
-                        }
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            key: message.key(),
+                            payload: message.payload(),
+                        };
+                        sink!().take(&incoming, traceparent);
                     }
                     Err(err) => {
                         tracing::warn!(%err, "consume error");
@@ -458,9 +584,21 @@ impl ConsumeLoop {
                 }
             }
             self.take_reassignment(reassigned_in_burst);
+            // The fetch queue: a batch, waiting for its first message. No rebalance runs
+            // while it is read (they run inside `poll` above).
+            if let Some(fetch) = &fetch {
+                if last_reroute.elapsed() >= REROUTE_EVERY {
+                    self.context().reroute();
+                    last_reroute = Instant::now();
+                }
+                let fetched = fetch.consume(if routed { wait } else { Duration::ZERO }, BURST);
+                read = fetched.len();
+                sink!().take_fetched(&fetched);
+            }
             durations.flush();
-            self.maybe_flush();
+            self.maybe_flush(read < BURST);
         }
+        drop(fetch); // the last handle is the context's, released before the consumer (`Drop`)
         self.finish();
     }
 
@@ -483,7 +621,8 @@ impl ConsumeLoop {
         }
     }
 
-    fn maybe_flush(&mut self) {
+    /// Starts a flush when one is due; `caught_up`: the last read found no more messages waiting.
+    fn maybe_flush(&mut self, caught_up: bool) {
         let now = Instant::now();
         let in_flight = lock(&self.context().in_flight).is_some();
         let over_budget = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
@@ -496,11 +635,20 @@ impl ConsumeLoop {
         } else {
             self.stall.pending(now);
         }
-        let due = now.duration_since(self.last_flush) >= self.settings.flush_interval
-            || self.batch.messages() >= EAGER_FLUSH_MESSAGES;
-        if !self.batch.is_empty() && !in_flight && (due || over_budget) {
+        let trigger = flush_trigger(
+            now.duration_since(self.last_flush),
+            self.settings.flush_interval,
+            self.batch.messages(),
+            over_budget,
+            self.draining && caught_up,
+        );
+        if let Some(trigger) = trigger
+            && !self.batch.is_empty()
+            && !in_flight
+        {
             self.start_flush();
             self.last_flush = now;
+            self.draining = trigger == FlushTrigger::Size;
         }
         // Unflushed data is bounded: stop fetching until the flusher catches up.
         let still_over = self.batch.approx_bytes() >= self.settings.max_pending_bytes;
@@ -642,28 +790,117 @@ impl ConsumeLoop {
     }
 }
 
+/// One message, from either queue.
+#[derive(Debug, Clone, Copy)]
+struct Incoming<'a> {
+    source: Source,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+}
+
+/// What messages are decoded into: the loop's state, borrowed apart from its consumer (which a
+/// polled message borrows).
+struct Sink<'a> {
+    batch: &'a mut Batch,
+    expected: &'a mut HashMap<Tp, i64>,
+    aggregate_span: &'a mut Option<(tracing::Span, usize)>,
+    settings: &'a LoopSettings,
+    metrics: &'a Metrics,
+    consumed: &'a [prometheus::IntCounter; 3],
+    durations: &'a prometheus::local::LocalHistogram,
+    topics: &'a Topics,
+    now_ms: i64,
+}
+
+impl Sink<'_> {
+    /// Counts, decodes and aggregates one message; continues its trace when tracing is on.
+    fn take(&mut self, message: &Incoming<'_>, traceparent: Option<&[u8]>) {
+        self.consumed[message.source as usize].inc();
+        let topic = self.topics.name(message.source);
+        let duration = process(
+            self.batch,
+            self.expected,
+            self.settings,
+            message,
+            self.now_ms,
+            self.metrics,
+            topic,
+        );
+        if let Some(secs) = duration {
+            self.durations.observe(secs);
+        }
+        if let Some(value) = traceparent {
+            trace_message(self.aggregate_span, value);
+        }
+    }
+
+    /// Takes a batch from the fetch queue, in order.
+    fn take_fetched(&mut self, fetched: &Fetched) {
+        // Topic handle → source, for this batch only (a handle is only known to stay the same
+        // topic while a message of it is alive).
+        let mut sources: Vec<(*const std::ffi::c_void, Option<Source>)> = Vec::with_capacity(3);
+        for record in fetched.iter() {
+            if let Some(err) = record.error() {
+                tracing::warn!(%err, partition = record.partition(), "consume error");
+                continue;
+            }
+            let handle = record.topic_handle();
+            let source = match sources.iter().find(|(h, _)| *h == handle) {
+                Some((_, source)) => *source,
+                None => {
+                    let source = record.topic().and_then(|t| self.topics.source_of(t));
+                    sources.push((handle, source));
+                    source
+                }
+            };
+            let Some(source) = source else {
+                continue; // not subscribed; cannot happen
+            };
+            let traceparent = if self.settings.trace {
+                record.header(TRACEPARENT)
+            } else {
+                None
+            };
+            let incoming = Incoming {
+                source,
+                partition: record.partition(),
+                offset: record.offset(),
+                key: record.key(),
+                payload: record.payload(),
+            };
+            self.take(&incoming, traceparent);
+        }
+    }
+}
+
+/// The `traceparent` header of a message polled from the consumer queue.
+fn borrowed_traceparent<'a>(message: &'a BorrowedMessage<'_>) -> Option<&'a [u8]> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == fleet::telemetry::TRACEPARENT)
+        .and_then(|h| h.value)
+}
+
 /// Decodes one message of `source` into the batch; returns a call's duration in seconds when
 /// the message is a valid call.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the loop's state, passed apart to borrow it"
-)]
 fn process(
     batch: &mut Batch,
     expected: &mut HashMap<Tp, i64>,
     settings: &LoopSettings,
-    source: Source,
-    message: &BorrowedMessage<'_>,
+    message: &Incoming<'_>,
     now_ms: i64,
     metrics: &Metrics,
     topic: &str,
 ) -> Option<f64> {
-    let (partition, offset) = (message.partition(), message.offset());
+    let (source, partition, offset) = (message.source, message.partition, message.offset);
     batch.advance(source, partition, offset, || {
         expected.get(&(source, partition)).copied().unwrap_or(-1)
     });
     let result: Result<Option<f64>, Invalid> = match source {
-        Source::Calls => decode_call(message.key(), message.payload(), settings.max_message_bytes)
+        Source::Calls => decode_call(message.key, message.payload, settings.max_message_bytes)
             .and_then(|call| {
                 check_time(call.start_ms, now_ms, settings.max_lateness_ms).map(|()| call)
             })
@@ -675,7 +912,7 @@ fn process(
                 }
                 Some(call.duration_ms as f64 / 1000.0)
             }),
-        Source::Hosts => decode_host(message.payload(), settings.max_message_bytes)
+        Source::Hosts => decode_host(message.payload, settings.max_message_bytes)
             .and_then(|sample| {
                 let time_ms = sample.time.timestamp_millis();
                 check_time(time_ms, now_ms, settings.max_lateness_ms).map(|()| sample)
@@ -684,7 +921,7 @@ fn process(
                 batch.record_host_sample(&settings.rules, sample);
                 None
             }),
-        Source::Probes => decode_probe(message.payload(), settings.max_message_bytes)
+        Source::Probes => decode_probe(message.payload, settings.max_message_bytes)
             .and_then(|r| {
                 check_time(r.time.timestamp_millis(), now_ms, settings.max_lateness_ms).map(|()| r)
             })
@@ -711,8 +948,8 @@ fn process(
                 partition,
                 offset,
                 reason,
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().map(<[u8]>::to_vec),
+                key: message.key.map(<[u8]>::to_vec),
+                payload: message.payload.map(<[u8]>::to_vec),
             });
             None
         }
@@ -721,17 +958,9 @@ fn process(
 
 /// Continues the producer's trace: the first traced message of a batch parents the batch's
 /// `aggregate` span, later ones are linked to it.
-fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, message: &BorrowedMessage<'_>) {
+fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, traceparent: &[u8]) {
     use opentelemetry::trace::TraceContextExt as _;
-    let Some(headers) = message.headers() else {
-        return;
-    };
-    let Some(value) = headers
-        .iter()
-        .find(|h| h.key == fleet::telemetry::TRACEPARENT)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-    else {
+    let Ok(value) = std::str::from_utf8(traceparent) else {
         return;
     };
     let Some(cx) = fleet::telemetry::context_from_traceparent(value) else {
@@ -748,5 +977,48 @@ fn trace_message(aggregate: &mut Option<(tracing::Span, usize)>, message: &Borro
             *links += 1;
         }
         Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+    const SOON: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn light_traffic_waits_for_the_interval() {
+        assert_eq!(flush_trigger(SOON, INTERVAL, 5, false, false), None);
+        assert_eq!(
+            flush_trigger(INTERVAL, INTERVAL, 5, false, false),
+            Some(FlushTrigger::Interval)
+        );
+    }
+
+    #[test]
+    fn a_large_or_over_budget_batch_goes_at_once() {
+        let large = EAGER_FLUSH_MESSAGES;
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, large, false, false),
+            Some(FlushTrigger::Size)
+        );
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, 1, true, false),
+            Some(FlushTrigger::Size)
+        );
+    }
+
+    #[test]
+    fn the_last_part_of_a_backlog_goes_as_soon_as_it_is_read() {
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, 3, false, true),
+            Some(FlushTrigger::CaughtUp)
+        );
+    }
+
+    #[test]
+    fn the_trace_header_name_is_the_producers() {
+        assert_eq!(TRACEPARENT.to_str(), Ok(fleet::telemetry::TRACEPARENT));
     }
 }
