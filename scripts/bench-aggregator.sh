@@ -3,8 +3,11 @@
 #
 # Fills a topic with N calls (default 1,000,000), then measures in the same run:
 #   (a) kcat -C -e reading the whole topic (the raw consume ceiling), and
-#   (b) the aggregator, from start until PostgreSQL's stored offsets cover all N;
-# prints both rates and their ratio. Then the decode+aggregate microbenchmark.
+#   (b) the aggregator, from start until PostgreSQL's stored offsets cover all N, and the same
+#       again with no long call (PostgreSQL then writes only window deltas: the consume path
+#       apart from the database's write cost), each in a database and group of its own;
+# prints the rates, the aggregator's CPU and the ratios. Then the decode+aggregate
+# microbenchmark.
 #
 # Uses devbroker unless KAFKA_BOOTSTRAP_SERVERS is set. devbroker keeps about 5 MB per
 # partition and drops the oldest beyond that, so the topic gets enough partitions to retain
@@ -17,7 +20,8 @@
 # info,aggregator::flush=debug logs every flush), BENCH_KEEP_LOG=FILE (keep its log),
 # BENCH_AGG_WRAPPER (a command prefix, e.g. "perf record -a -o /tmp/perf.data --"; the CPU time
 # printed is then the wrapper's), BENCH_SKIP_MICRO=1 (skip the microbenchmark). The aggregator
-# reads its own settings from the environment as usual (e.g. LONG_CALL_THRESHOLD_SECS).
+# reads its own settings from the environment as usual (LONG_CALL_THRESHOLD_SECS applies to
+# the first run; BENCH_KEEP_LOG keeps the first run's log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,13 +33,16 @@ TOPIC="bench-calls-$$"
 GROUP="bench-$$"
 DB="fleet_bench_$$"
 pids=()
+dbs=()
 cleanup() {
   # Newest first: the aggregator stops before the broker it reads from.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
-  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  for db in "${dbs[@]}"; do
+    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
   rm -rf "$STATE"
 }
 trap cleanup EXIT
@@ -64,17 +71,25 @@ t1=$(now)
 [ "$got" -eq "$N" ] || { echo "topic retained $got of $N messages: raise BENCH_PARTITIONS"; exit 1; }
 kcat_secs=$(echo "$t1 - $t0" | bc -l)
 
-psql "$ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
-DB_URL="${ADMIN_URL%/*}/$DB"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-t0=$(now)
-RUST_LOG=${BENCH_AGG_LOG:-warn} DATABASE_URL=$DB_URL CALLS_TOPIC=$TOPIC CONSUMER_GROUP=$GROUP \
-  METRICS_ADDR=127.0.0.1:$PORT ${BENCH_AGG_WRAPPER:-} "$BIN/aggregator" >"$STATE/aggregator.log" 2>&1 &
-pids+=($!)
-# Wait on the aggregator's aggregator_stored_calls gauge: the all-time total PostgreSQL returned
-# from the last committed flush. One long-lived poller: a psql or curl per poll cost a fifth of
-# the machine's CPU. PostgreSQL itself is checked once at the end.
-python3 - "$PORT" "$N" "${pids[-1]}" <<'PY' || { echo "aggregator exited:"; tail "$STATE/aggregator.log"; exit 1; }
+# One aggregator run from process start until PostgreSQL holds all N calls, in a database and
+# consumer group of its own; extra environment as arguments. Sets agg_secs and agg_cpu.
+run_aggregator() {
+  local db="$DB$1" group="$GROUP$1"
+  shift
+  psql "$ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
+  dbs+=("$db")
+  local db_url="${ADMIN_URL%/*}/$db" port t0 t1
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  t0=$(now)
+  # shellcheck disable=SC2086 # the wrapper is a command line, split on purpose
+  env "$@" RUST_LOG="${BENCH_AGG_LOG:-warn}" DATABASE_URL="$db_url" CALLS_TOPIC="$TOPIC" \
+    CONSUMER_GROUP="$group" METRICS_ADDR="127.0.0.1:$port" ${BENCH_AGG_WRAPPER:-} \
+    "$BIN/aggregator" >"$STATE/aggregator.log" 2>&1 &
+  pids+=($!)
+  # Wait on the aggregator's aggregator_stored_calls gauge: the all-time total PostgreSQL
+  # returned from the last committed flush. One long-lived poller: a psql or curl per poll cost
+  # a fifth of the machine's CPU. PostgreSQL itself is checked once at the end.
+  python3 - "$port" "$N" "${pids[-1]}" <<'PY' || { echo "aggregator exited:"; tail "$STATE/aggregator.log"; exit 1; }
 import os, sys, time, urllib.request
 port, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 while True:
@@ -91,18 +106,30 @@ while True:
         sys.exit(1)
     time.sleep(0.02)
 PY
-t1=$(now)
-agg_secs=$(echo "$t1 - $t0" | bc -l)
-# utime + stime of the aggregator process (fields 14 and 15, in clock ticks).
-agg_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/${pids[-1]}/stat")
-calls=$(psql "$DB_URL" -qAtc "SELECT sum(calls) FROM call_stats_1m")
-[ "$calls" -eq "$N" ] || { echo "stored $calls calls, expected $N"; exit 1; }
+  t1=$(now)
+  agg_secs=$(echo "$t1 - $t0" | bc -l)
+  # utime + stime of the aggregator process (fields 14 and 15, in clock ticks).
+  agg_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/${pids[-1]}/stat")
+  local calls
+  calls=$(psql "$db_url" -qAtc "SELECT sum(calls) FROM call_stats_1m")
+  [ "$calls" -eq "$N" ] || { echo "stored $calls calls, expected $N"; exit 1; }
+  kill "${pids[-1]}"
+  wait "${pids[-1]}" 2>/dev/null || true
+  unset 'pids[-1]'
+}
 
-printf '\n%-40s %12s %10s\n' "consumer" "events/s" "seconds"
-printf '%-40s %12.0f %10.2f\n' "(a) kcat -C -e (raw consume ceiling)" "$(echo "$N / $kcat_secs" | bc -l)" "$kcat_secs"
-printf '%-40s %12.0f %10.2f\n' "(b) aggregator, start to all in Postgres" "$(echo "$N / $agg_secs" | bc -l)" "$agg_secs"
-printf 'aggregator CPU: %.2f s user+system (%.2f us per event)\n' "$agg_cpu" "$(echo "$agg_cpu * 1000000 / $N" | bc -l)"
-printf 'ratio (b)/(a) = %.2f\n\n' "$(echo "$kcat_secs / $agg_secs" | bc -l)"
-
+run_aggregator "" LONG_CALL_THRESHOLD_SECS="${LONG_CALL_THRESHOLD_SECS:-60}"
+full_secs=$agg_secs full_cpu=$agg_cpu
 [ -n "${BENCH_KEEP_LOG:-}" ] && cp "$STATE/aggregator.log" "$BENCH_KEEP_LOG"
+# The same with no long call (the threshold above every duration): PostgreSQL then only adds
+# window deltas, which shows the consume path apart from the database's write cost.
+run_aggregator _light LONG_CALL_THRESHOLD_SECS=86400
+light_secs=$agg_secs light_cpu=$agg_cpu
+
+printf '\n%-52s %12s %10s %14s\n' "consumer" "events/s" "seconds" "CPU us/event"
+printf '%-52s %12.0f %10.2f %14s\n' "(a) kcat -C -e (raw consume ceiling)" "$(echo "$N / $kcat_secs" | bc -l)" "$kcat_secs" ""
+printf '%-52s %12.0f %10.2f %14.2f\n' "(b) aggregator, start to all in Postgres" "$(echo "$N / $full_secs" | bc -l)" "$full_secs" "$(echo "$full_cpu * 1000000 / $N" | bc -l)"
+printf '%-52s %12.0f %10.2f %14.2f\n' "    the same without long calls (windows only)" "$(echo "$N / $light_secs" | bc -l)" "$light_secs" "$(echo "$light_cpu * 1000000 / $N" | bc -l)"
+printf 'ratio (b)/(a) = %.2f (without long calls: %.2f)\n\n' "$(echo "$kcat_secs / $full_secs" | bc -l)" "$(echo "$kcat_secs / $light_secs" | bc -l)"
+
 [ -n "${BENCH_SKIP_MICRO:-}" ] || cargo bench --locked -q -p aggregator --bench decode_aggregate 2>/dev/null
