@@ -584,8 +584,8 @@ impl ConsumeLoop {
                 }
             }
             self.take_reassignment(reassigned_in_burst);
-            // The fetch queue: a batch, waiting for its first message. No rebalance runs
-            // while it is read (they run inside `poll` above).
+            // The fetch queue: a batch, full or after the wait. No rebalance runs while it is
+            // read (they run inside `poll` above).
             if let Some(fetch) = &fetch {
                 if last_reroute.elapsed() >= REROUTE_EVERY {
                     self.context().reroute();

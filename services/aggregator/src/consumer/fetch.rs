@@ -65,7 +65,7 @@ impl FetchQueue {
         true
     }
 
-    /// Takes up to `max` messages, waiting up to `timeout` for the first one.
+    /// Takes up to `max` messages: returns when `max` have arrived or `timeout` has passed.
     pub fn consume(&self, timeout: Duration, max: usize) -> Fetched {
         let mut messages: Vec<*mut rd::rd_kafka_message_t> = Vec::with_capacity(max);
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
