@@ -188,6 +188,50 @@ fn outcome_index(outcome: ProbeOutcome) -> usize {
         .unwrap_or_default()
 }
 
+/// Folds every value of `sample` into `windows`; returns the bytes that added, approximately.
+fn fold_host_sample(
+    windows: &mut HashMap<HostWindowKey, HostWindow>,
+    rules: &Rules,
+    sample: &HostSample,
+) -> usize {
+    let time_ms = sample.time.timestamp_millis();
+    let window = rules.window_of(time_ms);
+    let mut bytes = 0;
+    for v in &sample.metrics {
+        let single = HostWindow::single(v.unit, time_ms, v.value);
+        let key = HostWindowKey {
+            host: sample.host.clone(),
+            metric: v.metric.clone(),
+            device: v.device.clone(),
+            window,
+        };
+        match windows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&single),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                bytes += HOST_WINDOW_OVERHEAD + sample.host.len() + v.metric.len() + v.device.len();
+                e.insert(single);
+            }
+        }
+        bytes += HOST_VALUE_OVERHEAD + v.metric.len() + v.device.len();
+    }
+    bytes
+}
+
+/// The host windows of some samples, in key order (as [`Batch::sorted_host_windows`]): what
+/// the batch accumulates, for the samples a flush keeps.
+pub fn host_windows_of<'a>(
+    rules: &Rules,
+    samples: impl IntoIterator<Item = &'a HostSample>,
+) -> Vec<(HostWindowKey, HostWindow)> {
+    let mut windows = HashMap::new();
+    for sample in samples {
+        fold_host_sample(&mut windows, rules, sample);
+    }
+    let mut sorted: Vec<_> = windows.into_iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted
+}
+
 /// Everything consumed since the last flush, from every topic.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -255,26 +299,7 @@ impl Batch {
 
     /// Adds a valid host sample.
     pub fn record_host_sample(&mut self, rules: &Rules, sample: HostSample) {
-        let time_ms = sample.time.timestamp_millis();
-        let window = rules.window_of(time_ms);
-        for v in &sample.metrics {
-            let single = HostWindow::single(v.unit, time_ms, v.value);
-            let key = HostWindowKey {
-                host: sample.host.clone(),
-                metric: v.metric.clone(),
-                device: v.device.clone(),
-                window,
-            };
-            match self.host_windows.entry(key) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&single),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    self.approx_bytes +=
-                        HOST_WINDOW_OVERHEAD + sample.host.len() + v.metric.len() + v.device.len();
-                    e.insert(single);
-                }
-            }
-            self.approx_bytes += HOST_VALUE_OVERHEAD + v.metric.len() + v.device.len();
-        }
+        self.approx_bytes += fold_host_sample(&mut self.host_windows, rules, &sample);
         self.host_values += sample.metrics.len() as u64;
         self.host_samples.push(sample);
     }

@@ -283,7 +283,10 @@ impl AggregatorContext {
         m.call_duration_seconds_total
             .inc_by(batch.duration_ms as f64 / 1000.0);
         m.long_calls.inc_by(batch.long_calls.len() as u64);
-        m.host_samples.inc_by(batch.host_samples.len() as u64);
+        let duplicates = flushed.written.duplicate_host_samples;
+        m.host_samples
+            .inc_by(batch.host_samples.len() as u64 - duplicates);
+        m.duplicate_host_samples.inc_by(duplicates);
         m.probe_results.inc_by(batch.probe_results.len() as u64);
         m.flush_duration.observe(flushed.took.as_secs_f64());
         for (table, rows) in flushed.written.by_table() {

@@ -160,13 +160,20 @@ impl Application {
             trace,
             final_flush_timeout: FINAL_FLUSH_TIMEOUT,
         };
-        let pinger = tokio::spawn(ping_postgres(store, health.clone(), shutdown.clone()));
+        let pinger = tokio::spawn(ping_postgres(
+            store.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+        let lateness = Duration::from_secs(config.agg_max_lateness_secs);
+        let pruner = tokio::spawn(prune_host_samples_seen(store, lateness, shutdown.clone()));
         let consume = ConsumeLoop::new(consumer, flusher, settings, health, shutdown.clone());
         tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
         tokio::task::spawn_blocking(move || consume.run())
             .await
             .context("consume loop panicked")?;
         pinger.abort();
+        pruner.abort();
         http_stop.cancel();
         let _ = server.await;
         tracing::info!("stopped");
@@ -243,6 +250,27 @@ async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &Cancellatio
 }
 
 /// Keeps the `postgres` check true to reality while there is nothing to flush.
+/// Every 10 minutes, forgets the stored host samples a re-sent copy could no longer match: older
+/// than the lateness limit (such a copy is rejected as late), with an hour to spare.
+async fn prune_host_samples_seen(store: Store, lateness: Duration, shutdown: CancellationToken) {
+    let keep = chrono::Duration::from_std(lateness + Duration::from_secs(3600))
+        .unwrap_or(chrono::Duration::MAX);
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = chrono::Utc::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match store.prune_host_samples_seen(before).await {
+            Ok(pruned) => tracing::debug!(pruned, "host sample keys pruned"),
+            Err(err) => tracing::warn!(%err, "cannot prune host sample keys (retried later)"),
+        }
+    }
+}
+
 async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub long_calls: IntCounter,
     /// Host samples durably stored by this process.
     pub host_samples: IntCounter,
+    pub duplicate_host_samples: IntCounter,
     /// Web check results durably stored by this process.
     pub probe_results: IntCounter,
     /// Durations of decoded calls.
@@ -69,6 +70,11 @@ impl Metrics {
             host_samples: IntCounter::with_opts(opts(
                 "host_samples_total",
                 "Host samples stored in PostgreSQL by this process.",
+            ))?,
+            duplicate_host_samples: IntCounter::with_opts(opts(
+                "duplicate_host_samples_total",
+                "Host samples not stored again: the same host and time was already stored \
+                 (a producer re-sent it after a delivery timeout).",
             ))?,
             probe_results: IntCounter::with_opts(opts(
                 "probe_results_total",
@@ -173,6 +179,7 @@ impl Metrics {
         registry.register(Box::new(m.call_duration_seconds_total.clone()))?;
         registry.register(Box::new(m.long_calls.clone()))?;
         registry.register(Box::new(m.host_samples.clone()))?;
+        registry.register(Box::new(m.duplicate_host_samples.clone()))?;
         registry.register(Box::new(m.probe_results.clone()))?;
         registry.register(Box::new(m.call_duration.clone()))?;
         registry.register(Box::new(m.events_consumed.clone()))?;

@@ -220,6 +220,33 @@ fn host_values_fold_per_series_and_window_with_the_latest_value_last() {
 }
 
 #[test]
+fn the_windows_of_the_samples_a_flush_keeps_are_those_a_batch_of_them_would_hold() {
+    let samples = [
+        sample("h", 61_000, &[("cpu", "", 10.0), ("disk", "sda", 3.0)]),
+        sample("h", 70_000, &[("cpu", "", 30.0)]),
+        sample("g", 125_000, &[("cpu", "", 50.0)]),
+    ];
+    let mut batch = Batch::default();
+    for s in &samples {
+        batch.record_host_sample(&RULES, s.clone());
+    }
+    let from_batch: Vec<_> = batch
+        .sorted_host_windows()
+        .into_iter()
+        .map(|(k, w)| (k.clone(), *w))
+        .collect();
+    assert_eq!(host_windows_of(&RULES, &samples), from_batch);
+    // Without the second sample (a duplicate the flush dropped): only the first one's value.
+    let kept = host_windows_of(&RULES, [&samples[0], &samples[2]]);
+    let cpu = kept
+        .iter()
+        .find(|(k, _)| k.host == "h" && k.metric == "cpu")
+        .map(|(_, w)| (w.samples, w.sum))
+        .unwrap();
+    assert_eq!(cpu, (1, 10.0));
+}
+
+#[test]
 fn merging_host_windows_is_order_independent() {
     let a = HostWindow::single(Unit::Bytes, 1_000, 4.0);
     let b = HostWindow::single(Unit::Bytes, 2_000, 2.0);

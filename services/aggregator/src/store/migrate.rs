@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "probes",
         include_str!("../../migrations/0005_probes.sql"),
     ),
+    (
+        6,
+        "host_samples_seen",
+        include_str!("../../migrations/0006_host_samples_seen.sql"),
+    ),
 ];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).

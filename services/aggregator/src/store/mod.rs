@@ -2,7 +2,8 @@
 //! transaction that makes the aggregator's effect exactly-once.
 //!
 //! **Guarantee.** A flush writes, in one transaction, the call window deltas, the long calls,
-//! the totals, the host samples and their window deltas, and the next offset of every
+//! the totals, the host samples (each host and sample time once, however many messages carried
+//! it: `host_samples_seen`) and their window deltas, and the next offset of every
 //! partition (of every topic) the batch covers. The offsets are fenced: a
 //! partition's row advances only if it still holds the value this aggregator started the batch
 //! from, so a zombie (an instance that lost the partition in a rebalance it has not seen yet)
@@ -14,10 +15,11 @@ mod alerts;
 mod connect;
 mod migrate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use fleet::events::HostSample;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -26,7 +28,7 @@ pub use alerts::AlertStore;
 pub use connect::connect_pool;
 pub use migrate::migrate;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, HostWindow, HostWindowKey, Rules, host_windows_of};
 use crate::topics::{Source, Topics, Tp};
 
 /// Errors of the store. `Fenced` is not an outage: another instance owns the data now.
@@ -58,6 +60,8 @@ pub struct Written {
     pub host_windows: u64,
     pub probe_results: u64,
     pub probe_windows: u64,
+    /// Host samples not stored: already stored from an earlier message (not a table).
+    pub duplicate_host_samples: u64,
 }
 
 impl Written {
@@ -114,6 +118,14 @@ FROM consumer_offsets o
 JOIN unnest($2::text[], $3::int[]) AS i(topic, partition)
     ON o.topic = i.topic AND o.partition = i.partition
 WHERE o.group_id = $1";
+
+const CLAIM_HOST_SAMPLES: &str = "
+INSERT INTO host_samples_seen (host, time)
+SELECT * FROM unnest($1::text[], $2::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING time, host";
+
+const PRUNE_HOST_SAMPLES_SEEN: &str = "DELETE FROM host_samples_seen WHERE time < $1";
 
 const COPY_SYSTEM_METRICS: &str =
     "COPY system_metrics (time, host, metric, device, value, unit) FROM STDIN BINARY";
@@ -219,6 +231,13 @@ impl Store {
     }
 
     /// The all-time totals.
+    /// Forgets which host samples older than `before` were stored: copies that old are
+    /// rejected as late before they reach a flush. Returns how many keys went.
+    pub async fn prune_host_samples_seen(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(PRUNE_HOST_SAMPLES_SEEN, &[&before]).await?)
+    }
+
     pub async fn load_totals(&self) -> Result<Totals, StoreError> {
         let client = self.pool.get().await?;
         let row = client
@@ -337,8 +356,21 @@ impl Store {
         };
 
         if !batch.host_samples.is_empty() {
-            written.system_metrics = self.copy_host_samples(&tx, batch).await?;
-            written.host_windows = self.upsert_host_windows(&tx, batch).await?;
+            let kept = claim_host_samples(&tx, &batch.host_samples).await?;
+            written.duplicate_host_samples = (batch.host_samples.len() - kept.len()) as u64;
+            written.system_metrics = copy_host_samples(&tx, &kept).await?;
+            written.host_windows = if kept.len() == batch.host_samples.len() {
+                self.upsert_host_windows(&tx, batch.sorted_host_windows())
+                    .await?
+            } else {
+                let rules = Rules {
+                    window_secs: i64::from(self.window_secs),
+                    long_call_threshold_ms: 0, // not used for host windows
+                };
+                let windows = host_windows_of(&rules, kept.iter().copied());
+                self.upsert_host_windows(&tx, windows.iter().map(|(k, w)| (k, w)).collect())
+                    .await?
+            };
         }
         if !batch.probe_results.is_empty() {
             written.probe_results = copy_probe_results(&tx, batch).await?;
@@ -348,47 +380,12 @@ impl Store {
         Ok((totals, written))
     }
 
-    /// Every value of every sample, one row each, by binary COPY.
-    async fn copy_host_samples(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        batch: &Batch,
-    ) -> Result<u64, StoreError> {
-        let sink = tx.copy_in(COPY_SYSTEM_METRICS).await?;
-        let types = [
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::FLOAT8,
-            Type::TEXT,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        for sample in &batch.host_samples {
-            for v in &sample.metrics {
-                writer
-                    .as_mut()
-                    .write(&[
-                        &sample.time,
-                        &sample.host,
-                        &v.metric,
-                        &v.device,
-                        &v.value,
-                        &v.unit.as_str(),
-                    ])
-                    .await?;
-            }
-        }
-        Ok(writer.finish().await?)
-    }
-
+    /// Upserts host window deltas, given in key order.
     async fn upsert_host_windows(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        batch: &Batch,
+        windows: Vec<(&HostWindowKey, &HostWindow)>,
     ) -> Result<u64, StoreError> {
-        let windows = batch.sorted_host_windows();
         let hosts: Vec<&str> = windows.iter().map(|(k, _)| k.host.as_str()).collect();
         let metrics: Vec<&str> = windows.iter().map(|(k, _)| k.metric.as_str()).collect();
         let devices: Vec<&str> = windows.iter().map(|(k, _)| k.device.as_str()).collect();
@@ -466,6 +463,69 @@ impl Store {
         self.pool.get().await?.simple_query("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// The host samples of a batch whose (host, time) this transaction could claim, in order:
+/// each sample is stored once, however many messages carried it.
+async fn claim_host_samples<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    samples: &'a [HostSample],
+) -> Result<Vec<&'a HostSample>, StoreError> {
+    let hosts: Vec<&str> = samples.iter().map(|s| s.host.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = samples.iter().map(|s| s.time).collect();
+    let stmt = tx.prepare_cached(CLAIM_HOST_SAMPLES).await?;
+    let claimed: HashSet<(String, i64)> = tx
+        .query(&stmt, &[&hosts, &times])
+        .await?
+        .iter()
+        .map(|row| {
+            let time: DateTime<Utc> = row.get(0);
+            (row.get::<_, String>(1), time.timestamp_micros())
+        })
+        .collect();
+    // PostgreSQL keeps microseconds; a key claimed once keeps only its first sample.
+    let mut taken = HashSet::new();
+    Ok(samples
+        .iter()
+        .filter(|s| {
+            let key = (s.host.clone(), s.time.timestamp_micros());
+            claimed.contains(&key) && taken.insert(key)
+        })
+        .collect())
+}
+
+/// Every value of every sample, one row each, by binary COPY.
+async fn copy_host_samples(
+    tx: &deadpool_postgres::Transaction<'_>,
+    samples: &[&HostSample],
+) -> Result<u64, StoreError> {
+    let sink = tx.copy_in(COPY_SYSTEM_METRICS).await?;
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for sample in samples {
+        for v in &sample.metrics {
+            writer
+                .as_mut()
+                .write(&[
+                    &sample.time,
+                    &sample.host,
+                    &v.metric,
+                    &v.device,
+                    &v.value,
+                    &v.unit.as_str(),
+                ])
+                .await?;
+        }
+    }
+    Ok(writer.finish().await?)
 }
 
 /// Every check result, one row each, by binary COPY.

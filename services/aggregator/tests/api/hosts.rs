@@ -107,3 +107,74 @@ async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_t
     assert_eq!(app.metric(&consumed).await, 607.0);
     app.stop().await;
 }
+
+/// host-metrics re-sends a sample whose delivery timed out; when Kafka had written it after
+/// all, the same sample arrives as two messages. It is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_sample_carried_by_several_messages_is_stored_once() {
+    let names = Names::new();
+    let cluster = broker(&names, 2);
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::create().await;
+    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+
+    let window = (chrono::Utc::now().timestamp() / 60 - 2) * 60;
+    let sample = |host: &str, millis: i64, value: f64| {
+        let time = chrono::DateTime::from_timestamp_millis(window * 1000 + millis)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        format!(
+            r#"{{"schema_version":1,"host":"{host}","time":"{time}","metrics":[{{"metric":"load_1","value":{value},"unit":"tasks"}},{{"metric":"cpu_usage","value":50,"unit":"percent"}}]}}"#
+        )
+    };
+    let first = sample("dup", 10_250, 1.5);
+    let same_time_other_host = sample("other", 10_250, 7.0);
+    let later = sample("dup", 20_250, 2.5);
+
+    // Twice in one flush, and a third time in a later one.
+    let batch: Vec<(Option<&[u8]>, Option<&[u8]>)> = [&first, &first, &same_time_other_host]
+        .iter()
+        .map(|m| (Some(&b"dup"[..]), Some(m.as_bytes())))
+        .collect();
+    produce_raw(&bootstrap, &names.hosts, &batch);
+    db.wait_for_offsets(&names.group, 3, Duration::from_secs(30))
+        .await;
+    let again: Vec<(Option<&[u8]>, Option<&[u8]>)> = [&first, &later]
+        .iter()
+        .map(|m| (Some(&b"dup"[..]), Some(m.as_bytes())))
+        .collect();
+    produce_raw(&bootstrap, &names.hosts, &again);
+    db.wait_for_offsets(&names.group, 5, Duration::from_secs(30))
+        .await;
+
+    let rows = |sql: &'static str| {
+        let client = &db.client;
+        async move { client.query_one(sql, &[]).await.unwrap() }
+    };
+    let raw = rows(
+        "SELECT count(*), sum(value) FROM system_metrics WHERE host = 'dup' AND metric = 'load_1'",
+    )
+    .await;
+    assert_eq!((raw.get::<_, i64>(0), raw.get::<_, f64>(1)), (2, 4.0));
+    let other = rows("SELECT count(*) FROM system_metrics WHERE host = 'other'").await;
+    assert_eq!(
+        other.get::<_, i64>(0),
+        2,
+        "same time, other host: its own sample"
+    );
+    let windowed =
+        rows("SELECT samples, sum FROM host_metrics_1m WHERE host = 'dup' AND metric = 'load_1'")
+            .await;
+    assert_eq!(
+        (windowed.get::<_, i64>(0), windowed.get::<_, f64>(1)),
+        (2, 4.0)
+    );
+    app.wait_metric(
+        "aggregator_duplicate_host_samples_total",
+        2.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(app.metric("aggregator_host_samples_total").await, 3.0);
+    app.stop().await;
+}
