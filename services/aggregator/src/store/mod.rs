@@ -230,7 +230,6 @@ impl Store {
             .collect())
     }
 
-    /// The all-time totals.
     /// Forgets which host samples older than `before` were stored: copies that old are
     /// rejected as late before they reach a flush. Returns how many keys went.
     pub async fn prune_host_samples_seen(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -238,6 +237,7 @@ impl Store {
         Ok(client.execute(PRUNE_HOST_SAMPLES_SEEN, &[&before]).await?)
     }
 
+    /// The all-time totals.
     pub async fn load_totals(&self) -> Result<Totals, StoreError> {
         let client = self.pool.get().await?;
         let row = client
@@ -471,8 +471,11 @@ async fn claim_host_samples<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
     samples: &'a [HostSample],
 ) -> Result<Vec<&'a HostSample>, StoreError> {
-    let hosts: Vec<&str> = samples.iter().map(|s| s.host.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = samples.iter().map(|s| s.time).collect();
+    // In key order, as every flush locks rows, so that two flushes cannot deadlock.
+    let mut keys: Vec<(DateTime<Utc>, &str)> =
+        samples.iter().map(|s| (s.time, s.host.as_str())).collect();
+    keys.sort_unstable();
+    let (times, hosts): (Vec<DateTime<Utc>>, Vec<&str>) = keys.into_iter().unzip();
     let stmt = tx.prepare_cached(CLAIM_HOST_SAMPLES).await?;
     let claimed: HashSet<(String, i64)> = tx
         .query(&stmt, &[&hosts, &times])
