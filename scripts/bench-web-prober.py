@@ -55,7 +55,6 @@ wrk, kcat.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -67,7 +66,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -75,18 +73,11 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from procstat import CLK_TCK, free_port, parse_metrics, proc_cpu_seconds, proc_peak_rss  # noqa: E402
+from stack import Stack as BaseStack, die_with_parent, wait_until  # noqa: E402
 
 DELAY = 0.050
 ACCURACY_TARGET_MS = 1.0
 CPU_RATIO_TARGET = 2.0
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def die_with_parent():
-    """Children get SIGTERM if this script dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
-    _libc.prctl(1, signal.SIGTERM)
-
-
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
@@ -107,18 +98,6 @@ def by_label(metrics, name, label):
             m = re.search(label + r'="([^"]*)"', key)
             out[m.group(1) if m else ""] = value
     return out
-
-
-def wait_until(what, ready, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not become ready within {timeout} s")
 
 
 def tree_cpu_seconds(pid):
@@ -212,52 +191,11 @@ class DelayServer:
         self.sock.close()
 
 
-class Stack:
-    """The processes of one run, stopped in reverse order; devbroker is started first."""
+class Stack(BaseStack):
+    """devbroker with the probes topic, and web-prober, blackbox_exporter and nginx."""
 
     def __init__(self, bin_dir):
-        self.bin_dir = bin_dir
-        self.procs = []
-        self.tmp = tempfile.mkdtemp(prefix="bench-web-prober-")
-        bootstrap_file = os.path.join(self.tmp, "bootstrap")
-        self.devbroker = self.start([os.path.join(bin_dir, "devbroker"), "--topics", "web-probes",
-                                     "--partitions", "1", "--bootstrap-file", bootstrap_file])
-        wait_until("devbroker", lambda: os.path.exists(bootstrap_file)
-                   and os.path.getsize(bootstrap_file) > 0)
-        self.bootstrap = open(bootstrap_file).read().strip()
-
-    def log(self, name):
-        return os.path.join(self.tmp, name + ".log")
-
-    def start(self, argv, env=None, name=None):
-        name = name or os.path.basename(argv[0])
-        p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                             stderr=open(self.log(name), "a"), preexec_fn=die_with_parent)
-        p.bench_name = name
-        self.procs.append(p)
-        return p
-
-    def check_alive(self, p):
-        if p.poll() is not None:
-            tail = open(self.log(p.bench_name)).read()[-2000:]
-            raise RuntimeError(f"{p.bench_name} exited with {p.returncode}:\n{tail}")
-
-    def stop_one(self, p):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop(self, keep_tmp=False):
-        for p in reversed(list(self.procs)):
-            self.stop_one(p)
-        if not keep_tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        super().__init__(bin_dir, "web-probes", "bench-web-prober-")
 
     # --- the processes ---------------------------------------------------------------------
 

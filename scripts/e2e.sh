@@ -117,27 +117,25 @@ table_counts() {
               (SELECT count(*) FROM long_calls) || ' ' ||
               (SELECT coalesce(max(calls), 0) FROM call_totals)"
 }
-COUNTS0=""
-tables_grew() {
-  local now a0 b0 c0 a1 b1 c1
-  now=$(table_counts) || return 1
-  read -r a0 b0 c0 <<<"$COUNTS0"
-  read -r a1 b1 c1 <<<"$now"
-  COUNTS1=$now
-  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ] && [ "$c1" -gt "$c0" ]
+# counts_grew NAME COUNTS: runs the function COUNTS (it prints numbers) into ${NAME}1; true
+# when every number is above its value in ${NAME}0.
+counts_grew() {
+  local after i
+  after=$("$2") || return 1
+  printf -v "${1}1" '%s' "$after"
+  local -n start="${1}0"
+  local -a was now
+  read -ra was <<<"$start"
+  read -ra now <<<"$after"
+  [ "${#was[@]}" -gt 0 ] && [ "${#now[@]}" -eq "${#was[@]}" ] || return 1
+  for i in "${!was[@]}"; do
+    [ "${now[$i]}" -gt "${was[$i]}" ] || return 1
+  done
 }
 
 host_counts() {
   sql "SELECT (SELECT count(*) FROM system_metrics) || ' ' ||
               (SELECT coalesce(sum(samples), 0) FROM host_metrics_1m)"
-}
-HOSTS0="" HOSTS1=""
-host_tables_grew() {
-  local a0 b0 a1 b1
-  HOSTS1=$(host_counts) || return 1
-  read -r a0 b0 <<<"$HOSTS0"
-  read -r a1 b1 <<<"$HOSTS1"
-  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ]
 }
 # The host names in PostgreSQL and in Prometheus (label `host`), comma-separated, sorted.
 pg_hosts() { sql "SELECT string_agg(DISTINCT host, ',' ORDER BY host) FROM system_metrics"; }
@@ -149,14 +147,6 @@ prom_hosts() {
 probe_counts() {
   sql "SELECT (SELECT count(*) FROM probe_results) || ' ' ||
               (SELECT coalesce(sum(checks), 0) FROM probe_stats_1m)"
-}
-PROBES0="" PROBES1=""
-probe_tables_grew() {
-  local a0 b0 a1 b1
-  PROBES1=$(probe_counts) || return 1
-  read -r a0 b0 <<<"$PROBES0"
-  read -r a1 b1 <<<"$PROBES1"
-  [ "$a1" -gt "$a0" ] && [ "$b1" -gt "$b0" ]
 }
 # The results stored, and the URLs in PostgreSQL and in Prometheus (label `target`), sorted.
 pg_results() { sql "SELECT string_agg(DISTINCT result, ',' ORDER BY result) FROM probe_results"; }
@@ -314,14 +304,14 @@ passed
 step "call_stats_1m, long_calls and call_totals grow"
 COUNTS0=$(table_counts)
 COUNTS1=$COUNTS0
-poll 60 tables_grew || fail "not all grew in 60 s: sum(calls) long_calls call_totals.calls = $COUNTS0 -> $COUNTS1"
+poll 60 counts_grew COUNTS table_counts || fail "not all grew in 60 s: sum(calls) long_calls call_totals.calls = $COUNTS0 -> $COUNTS1"
 info "sum(calls) long_calls call_totals.calls: $COUNTS0 -> $COUNTS1"
 passed
 
 step "host samples reach system_metrics and host_metrics_1m; hosts agree"
 HOSTS0=$(host_counts)
 HOSTS1=$HOSTS0
-poll 30 host_tables_grew || fail "not both grew in 30 s: system_metrics rows, sum(host_metrics_1m.samples) = $HOSTS0 -> $HOSTS1"
+poll 30 counts_grew HOSTS host_counts || fail "not both grew in 30 s: system_metrics rows, sum(host_metrics_1m.samples) = $HOSTS0 -> $HOSTS1"
 info "system_metrics rows, sum(host_metrics_1m.samples): $HOSTS0 -> $HOSTS1"
 hosts_match() { [ -n "$(pg_hosts)" ] && [ "$(pg_hosts)" = "$(prom_hosts)" ]; }
 poll 10 hosts_match || fail "hosts in PostgreSQL '$(pg_hosts)' differ from Prometheus' '$(prom_hosts)'"
@@ -331,7 +321,7 @@ passed
 step "web checks reach probe_results and probe_stats_1m; URLs agree"
 PROBES0=$(probe_counts)
 PROBES1=$PROBES0
-poll 30 probe_tables_grew || fail "not both grew in 30 s: probe_results rows, sum(probe_stats_1m.checks) = $PROBES0 -> $PROBES1"
+poll 30 counts_grew PROBES probe_counts || fail "not both grew in 30 s: probe_results rows, sum(probe_stats_1m.checks) = $PROBES0 -> $PROBES1"
 info "probe_results rows, sum(probe_stats_1m.checks): $PROBES0 -> $PROBES1"
 # The generated targets file has one target of each of these answers.
 all_results() {

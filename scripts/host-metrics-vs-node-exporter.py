@@ -28,12 +28,12 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from procstat import free_port, parse_metrics, proc_cpu_seconds, proc_peak_rss, proc_rss  # noqa: E402
+from stack import Stack as BaseStack  # noqa: E402
 
 NODE_COLLECTORS = [  # the same ground host-metrics covers
     "cpu", "cpufreq", "loadavg", "meminfo", "filesystem", "diskstats", "netdev", "stat",
@@ -80,28 +80,11 @@ def wait_http(port, what, timeout=20):
     raise SystemExit(f"{what} did not answer on :{port}")
 
 
-class Stack:
-    """devbroker, started on demand, and the processes of one run (stopped in reverse)."""
+class Stack(BaseStack):
+    """devbroker with the host-metrics topic, and host-metrics and node_exporter."""
 
     def __init__(self, bin_dir):
-        self.bin_dir = bin_dir
-        self.procs = []
-        self.tmp = tempfile.mkdtemp(prefix="hm-vs-node-")
-        bootstrap_file = os.path.join(self.tmp, "bootstrap")
-        self.start([os.path.join(bin_dir, "devbroker"), "--topics", "host-metrics",
-                    "--partitions", "1", "--bootstrap-file", bootstrap_file])
-        deadline = time.time() + 20
-        while not (os.path.exists(bootstrap_file) and os.path.getsize(bootstrap_file)):
-            if time.time() > deadline:
-                raise SystemExit("devbroker did not start")
-            time.sleep(0.05)
-        self.bootstrap = open(bootstrap_file).read().strip()
-
-    def start(self, argv, env=None):
-        p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                             stderr=open(os.path.join(self.tmp, os.path.basename(argv[0]) + ".log"), "a"))
-        self.procs.append(p)
-        return p
+        super().__init__(bin_dir, "host-metrics", "hm-vs-node-")
 
     def host_metrics_env(self, port, **extra):
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, HOST_ID="side-by-side",
@@ -117,16 +100,6 @@ class Stack:
         p = self.start(argv)
         wait_http(port, "node_exporter")
         return p
-
-    def stop(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        self.procs = []
 
 
 def read_samples(bootstrap):

@@ -59,6 +59,15 @@ pub struct HostSample {
     pub metrics: Vec<HostValue>,
 }
 
+impl HostSample {
+    /// The value of `metric` for `device` (`""`: host-wide), if the sample has one.
+    pub fn value(&self, metric: &str, device: &str) -> Option<&HostValue> {
+        self.metrics
+            .iter()
+            .find(|v| v.metric == metric && v.device == device)
+    }
+}
+
 /// One value of a [`HostSample`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostValue {

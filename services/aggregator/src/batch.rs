@@ -191,11 +191,11 @@ fn outcome_index(outcome: ProbeOutcome) -> usize {
 /// Folds every value of `sample` into `windows`; returns the bytes that added, approximately.
 fn fold_host_sample(
     windows: &mut HashMap<HostWindowKey, HostWindow>,
-    rules: &Rules,
+    window_secs: i64,
     sample: &HostSample,
 ) -> usize {
     let time_ms = sample.time.timestamp_millis();
-    let window = rules.window_of(time_ms);
+    let window = window_start(time_ms, window_secs);
     let mut bytes = 0;
     for v in &sample.metrics {
         let single = HostWindow::single(v.unit, time_ms, v.value);
@@ -220,12 +220,12 @@ fn fold_host_sample(
 /// The host windows of some samples, in key order (as [`Batch::sorted_host_windows`]): what
 /// the batch accumulates, for the samples a flush keeps.
 pub fn host_windows_of<'a>(
-    rules: &Rules,
+    window_secs: i64,
     samples: impl IntoIterator<Item = &'a HostSample>,
 ) -> Vec<(HostWindowKey, HostWindow)> {
     let mut windows = HashMap::new();
     for sample in samples {
-        fold_host_sample(&mut windows, rules, sample);
+        fold_host_sample(&mut windows, window_secs, sample);
     }
     let mut sorted: Vec<_> = windows.into_iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -268,8 +268,13 @@ impl Rules {
     /// Start (seconds since the epoch) of the window holding `start_ms`; floors, so times
     /// before 1970 land in the right window too.
     pub fn window_of(&self, start_ms: i64) -> i64 {
-        start_ms.div_euclid(self.window_secs * 1000) * self.window_secs
+        window_start(start_ms, self.window_secs)
     }
+}
+
+/// See [`Rules::window_of`].
+fn window_start(time_ms: i64, window_secs: i64) -> i64 {
+    time_ms.div_euclid(window_secs * 1000) * window_secs
 }
 
 impl Batch {
@@ -299,7 +304,7 @@ impl Batch {
 
     /// Adds a valid host sample.
     pub fn record_host_sample(&mut self, rules: &Rules, sample: HostSample) {
-        self.approx_bytes += fold_host_sample(&mut self.host_windows, rules, &sample);
+        self.approx_bytes += fold_host_sample(&mut self.host_windows, rules.window_secs, &sample);
         self.host_values += sample.metrics.len() as u64;
         self.host_samples.push(sample);
     }

@@ -67,11 +67,7 @@ fn read_samples(bootstrap: &str, topic: &str, n: usize) -> Vec<(String, HostSamp
 }
 
 fn value(sample: &HostSample, metric: &str, device: &str) -> Option<(f64, Unit)> {
-    sample
-        .metrics
-        .iter()
-        .find(|v| v.metric == metric && v.device == device)
-        .map(|v| (v.value, v.unit))
+    sample.value(metric, device).map(|v| (v.value, v.unit))
 }
 
 /// A field of `/proc/meminfo`, in bytes.

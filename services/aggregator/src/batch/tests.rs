@@ -235,9 +235,9 @@ fn the_windows_of_the_samples_a_flush_keeps_are_those_a_batch_of_them_would_hold
         .into_iter()
         .map(|(k, w)| (k.clone(), *w))
         .collect();
-    assert_eq!(host_windows_of(&RULES, &samples), from_batch);
+    assert_eq!(host_windows_of(RULES.window_secs, &samples), from_batch);
     // Without the second sample (a duplicate the flush dropped): only the first one's value.
-    let kept = host_windows_of(&RULES, [&samples[0], &samples[2]]);
+    let kept = host_windows_of(RULES.window_secs, [&samples[0], &samples[2]]);
     let cpu = kept
         .iter()
         .find(|(k, _)| k.host == "h" && k.metric == "cpu")

@@ -28,7 +28,7 @@ pub use alerts::AlertStore;
 pub use connect::connect_pool;
 pub use migrate::migrate;
 
-use crate::batch::{Batch, HostWindow, HostWindowKey, Rules, host_windows_of};
+use crate::batch::{Batch, HostWindow, HostWindowKey, host_windows_of};
 use crate::topics::{Source, Topics, Tp};
 
 /// Errors of the store. `Fenced` is not an outage: another instance owns the data now.
@@ -363,11 +363,8 @@ impl Store {
                 self.upsert_host_windows(&tx, batch.sorted_host_windows())
                     .await?
             } else {
-                let rules = Rules {
-                    window_secs: i64::from(self.window_secs),
-                    long_call_threshold_ms: 0, // not used for host windows
-                };
-                let windows = host_windows_of(&rules, kept.iter().copied());
+                // Some were duplicates: the batch's windows counted them.
+                let windows = host_windows_of(i64::from(self.window_secs), kept.iter().copied());
                 self.upsert_host_windows(&tx, windows.iter().map(|(k, w)| (k, w)).collect())
                     .await?
             };

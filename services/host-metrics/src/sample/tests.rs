@@ -55,11 +55,7 @@ fn reading(ms: i64, interfaces: Vec<Interface>) -> Reading {
 }
 
 fn value(sample: &HostSample, metric: &str, device: &str) -> Option<(f64, Unit)> {
-    sample
-        .metrics
-        .iter()
-        .find(|v| v.metric == metric && v.device == device)
-        .map(|v| (v.value, v.unit))
+    sample.value(metric, device).map(|v| (v.value, v.unit))
 }
 
 #[test]
