@@ -27,6 +27,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v kcat >/dev/null || need+=(kcat)
+# Apache Kafka runs natively on Java 17 and is fetched with Maven (scripts/kafka.sh).
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ -z "${TEST_DATABASE_URL:-}" ] && ! command -v pg_ctlcluster >/dev/null; then
   need+=(postgresql)
@@ -63,6 +66,21 @@ if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null
 fi
 log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
+
+# --- Apache Kafka ---------------------------------------------------------------------------
+log "versions: deploy/versions.env against docker-compose.yml"
+scripts/check-versions.sh
+# One broker for the run; every test makes its own topics and group on it (tests that kill or
+# secure a broker start one of their own with scripts/kafka.sh). TEST_KAFKA_BOOTSTRAP_SERVERS
+# given: that broker instead.
+if [ -z "${TEST_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  kafka_dir=$(mktemp -d "${TMPDIR:-/tmp}/fleet-test-kafka.XXXXXX")
+  trap 'scripts/kafka.sh stop "$kafka_dir"' EXIT
+  log "starting Apache Kafka $(scripts/kafka.sh version) in $kafka_dir"
+  TEST_KAFKA_BOOTSTRAP_SERVERS=$(scripts/kafka.sh start "$kafka_dir" --port 0)
+  export TEST_KAFKA_BOOTSTRAP_SERVERS
+fi
+log "Kafka: $TEST_KAFKA_BOOTSTRAP_SERVERS"
 
 # --- checks and tests -----------------------------------------------------------------------
 log "cargo fmt --check"

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
@@ -75,17 +73,24 @@ pub fn with_defaults(base: &ClientConfig, defaults: &[(&str, &str)]) -> ClientCo
 }
 
 /// Tracks whether the client can reach a broker, from librdkafka statistics and global errors,
-/// and mirrors it into the `kafka` health check.
+/// and mirrors it into the `kafka` health check. librdkafka retries a refused connection every
+/// few seconds and reports each attempt: the watch logs a cause once, when it first appears,
+/// and again only after a connection was up in between (no log flood from a wrong password).
 #[derive(Debug, Clone)]
 pub struct BrokerWatch {
     health: Health,
+    /// The cause last logged; `None` once a broker connection is up.
+    logged: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl BrokerWatch {
     /// Registers the `kafka` readiness check on `health`.
     pub fn new(health: Health) -> Self {
         health.register(KAFKA_CHECK, true);
-        Self { health }
+        Self {
+            health,
+            logged: Default::default(),
+        }
     }
 
     /// Statistics arrive every `statistics.interval.ms`: any real broker in state `UP` means
@@ -93,24 +98,61 @@ impl BrokerWatch {
     pub fn on_stats(&self, stats: &Statistics) {
         if any_broker_up(stats) {
             self.health.pass(KAFKA_CHECK);
-        } else {
+            if let Some(cause) = self.lock().take() {
+                tracing::info!(after = %cause, "Kafka connection up");
+            }
+        } else if self.lock().is_none() {
             self.health.fail(KAFKA_CHECK, "no broker connection is up");
         }
     }
 
     /// librdkafka reports client-wide errors here; it keeps retrying on its own.
     pub fn on_error(&self, error: &KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.health.fail(KAFKA_CHECK, "all brokers down");
-                tracing::warn!(%reason, "Kafka: all brokers down, retrying");
-            }
+        let code = error.rdkafka_error_code();
+        let cause = match code {
+            Some(RDKafkaErrorCode::AllBrokersDown) => "all brokers down".to_string(),
+            // A transient drop (a broker restarting): librdkafka reconnects by itself.
             Some(RDKafkaErrorCode::BrokerTransportFailure) => {
                 tracing::debug!(%reason, "Kafka transport failure, reconnecting");
+                return;
             }
-            _ => tracing::warn!(%error, %reason, "Kafka client error"),
+            _ => steady_cause(reason),
+        };
+        // A refused handshake (TLS, SASL) names why in /readyz; "all brokers down" must not
+        // overwrite it, since it follows every refused attempt.
+        let mut logged = self.lock();
+        let keep_detail = code == Some(RDKafkaErrorCode::AllBrokersDown) && logged.is_some();
+        if !keep_detail {
+            self.health.fail(KAFKA_CHECK, cause.clone());
         }
+        if logged.as_deref() == Some(cause.as_str()) || keep_detail {
+            return;
+        }
+        match code {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
+                tracing::error!(%cause, "Kafka refuses this client; retrying");
+            }
+            _ => tracing::warn!(%cause, "Kafka unreachable; retrying"),
+        }
+        *logged = Some(cause);
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A poisoned lock only means a panicking logger: the cause itself is still sound.
+        self.logged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// librdkafka's error reason without its per-attempt parts: the broker prefix
+/// (`sasl_ssl://127.0.0.1:9093/bootstrap: `) and the `(after 12ms in state …)` suffix, so one
+/// cause reads the same on every retry.
+fn steady_cause(reason: &str) -> String {
+    let reason = reason
+        .split_once("/bootstrap: ")
+        .or_else(|| reason.split_once(": ").filter(|(head, _)| head.contains("://")))
+        .map_or(reason, |(_, rest)| rest);
+    let reason = reason.split(" (after ").next().unwrap_or(reason);
+    reason.trim().to_string()
 }
 
 /// True when at least one learned or configured broker (not librdkafka's internal pseudo
@@ -122,7 +164,7 @@ pub fn any_broker_up(stats: &Statistics) -> bool {
         .any(|b| b.state == "UP" && b.source != "internal")
 }
 
-/// A client context that only feeds a [`BrokerWatch`]; for producers and plain consumers.
+/// A client context that only feeds a [`BrokerWatch`]: the admin client of [`ensure_topics`].
 #[derive(Debug, Clone)]
 pub struct WatchedContext {
     /// The watch fed by this context.
@@ -138,8 +180,6 @@ impl ClientContext for WatchedContext {
         self.watch.on_error(&error, reason);
     }
 }
-
-impl ConsumerContext for WatchedContext {}
 
 /// Exponential backoff for outage retries: 100 ms doubling up to `max`.
 #[derive(Debug, Clone)]
@@ -170,21 +210,59 @@ impl Backoff {
     }
 }
 
-/// Creates those of `topics` that do not exist (existing ones are left as they are). Reading
-/// the cluster's metadata is retried with backoff while Kafka is unreachable. A broker that
-/// cannot create topics (librdkafka's mock cluster has no CreateTopics) gets a warning and the
-/// service relies on the topics existing or being auto-created. Returns `Ok(false)` if
+/// Why the fleet's topics could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    /// The admin client could not be created (a bad `KAFKA_*` property).
+    #[error("Kafka admin client: {0}")]
+    Client(#[from] KafkaError),
+    /// The broker refused to create a topic: the settings ask for what it cannot give.
+    #[error(
+        "Kafka refused to create topic {topic} with {partitions} partitions and replication \
+         factor {replication} (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION_FACTOR): {code}"
+    )]
+    Refused {
+        /// The topic.
+        topic: String,
+        /// Partitions asked for.
+        partitions: i32,
+        /// Replication factor asked for.
+        replication: i32,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
+    /// The CreateTopics request itself failed.
+    #[error("Kafka CreateTopics for {topics:?} failed: {error}")]
+    Request {
+        /// The topics asked for.
+        topics: Vec<String>,
+        /// What failed.
+        error: KafkaError,
+    },
+}
+
+/// Creates those of `topics` that do not exist with CreateTopics (existing ones are left as
+/// they are, so a second start changes nothing). Reading the cluster's metadata is retried
+/// with backoff while Kafka is unreachable or refuses us; `watch` hears the cause (health,
+/// one log line). A refusal to create a topic is an error: the service stops with one line.
+/// A broker that never answers CreateTopics (librdkafka's mock cluster behind `devbroker`)
+/// gets a warning and the service relies on the topics existing. Returns `Ok(false)` if
 /// `shutdown` fired first.
 pub async fn ensure_topics(
     config: &ClientConfig,
+    watch: &BrokerWatch,
     topics: &[&str],
     partitions: i32,
     replication: i32,
     shutdown: &CancellationToken,
-) -> Result<bool, KafkaError> {
-    let admin: std::sync::Arc<AdminClient<DefaultClientContext>> =
-        std::sync::Arc::new(config.create()?);
+) -> Result<bool, TopicsError> {
+    let context = WatchedContext {
+        watch: watch.clone(),
+    };
+    let admin: std::sync::Arc<AdminClient<WatchedContext>> =
+        std::sync::Arc::new(config.create_with_context(context)?);
     let mut backoff = Backoff::new(Duration::from_secs(10));
+    let mut waited = false;
     let existing = loop {
         let client = admin.clone();
         let metadata = tokio::task::spawn_blocking(move || {
@@ -200,7 +278,13 @@ pub async fn ensure_topics(
         });
         match metadata.await {
             Ok(Ok(names)) => break names,
-            Ok(Err(err)) => tracing::warn!(%err, "cannot read Kafka metadata yet, retrying"),
+            // The cause (refused, unreachable) reaches the watch through the context; this
+            // says once what the service is waiting for.
+            Ok(Err(err)) if !waited => {
+                tracing::warn!(%err, "waiting for Kafka metadata before creating topics");
+                waited = true;
+            }
+            Ok(Err(err)) => tracing::debug!(%err, "Kafka metadata not readable yet"),
             Err(err) => tracing::warn!(%err, "metadata task failed, retrying"),
         }
         tokio::select! {
@@ -222,21 +306,34 @@ pub async fn ensure_topics(
         admin.create_topics(&missing, &options),
     )
     .await;
-    let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
+    let names: Vec<String> = missing.iter().map(|t| t.name.to_string()).collect();
     match created {
         Ok(Ok(results)) => {
             for result in results {
                 match result {
-                    Ok(topic) => tracing::info!(%topic, partitions, "topic created"),
+                    Ok(topic) => tracing::info!(%topic, partitions, replication, "topic created"),
+                    // Another instance created it between our metadata read and now.
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => tracing::warn!(%topic, %code, "cannot create topic"),
+                    Err((topic, code)) => {
+                        return Err(TopicsError::Refused {
+                            topic,
+                            partitions,
+                            replication,
+                            code,
+                        });
+                    }
                 }
             }
         }
-        Ok(Err(err)) => tracing::warn!(%err, topics = ?names, "cannot create topics"),
+        Ok(Err(error)) => {
+            return Err(TopicsError::Request {
+                topics: names,
+                error,
+            });
+        }
         Err(_) => tracing::warn!(
             topics = ?names,
-            "broker did not answer CreateTopics; relying on topic auto-creation"
+            "broker did not answer CreateTopics; relying on the topics existing"
         ),
     }
     Ok(true)
@@ -272,6 +369,25 @@ mod tests {
                 ("ssl.ca.location", "/etc/ca.pem"),
             ])
         );
+    }
+
+    #[test]
+    fn a_retried_cause_reads_the_same_on_every_attempt() {
+        let first = "sasl_ssl://127.0.0.1:40211/bootstrap: SASL authentication error: \
+                     Authentication failed during authentication due to invalid credentials \
+                     with SASL mechanism SCRAM-SHA-512 (after 3ms in state AUTH_REQ)";
+        let again = first.replace("3ms", "41ms");
+        assert_eq!(steady_cause(first), steady_cause(&again));
+        assert_eq!(
+            steady_cause(first),
+            "SASL authentication error: Authentication failed during authentication due to \
+             invalid credentials with SASL mechanism SCRAM-SHA-512"
+        );
+        assert_eq!(
+            steady_cause("ssl://127.0.0.1:1/1: SSL handshake failed (after 0ms in state SSL_HANDSHAKE)"),
+            "SSL handshake failed"
+        );
+        assert_eq!(steady_cause("plain words"), "plain words");
     }
 
     #[test]

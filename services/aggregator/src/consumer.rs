@@ -325,16 +325,21 @@ impl AggregatorContext {
 impl ClientContext for AggregatorContext {
     fn stats(&self, statistics: Statistics) {
         self.watch.on_stats(&statistics);
-        for name in self.topics.names() {
+        // Our lag, not librdkafka's: its `consumer_lag` counts from the Kafka-committed offset,
+        // which a new group lacks and which only follows our flushes; the backlog is what lies
+        // past the offset stored in PostgreSQL with the data.
+        let assigned = lock(&self.assigned).clone();
+        for (source, name) in Source::ALL.iter().map(|s| (*s, self.topics.name(*s))) {
             let Some(topic) = statistics.topics.get(name) else {
                 continue;
             };
             for (partition, p) in &topic.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                let stored = assigned.get(&(source, *partition)).copied();
+                if let Some(lag) = backlog(stored, p.lo_offset, p.hi_offset) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[name, &partition.to_string()])
-                        .set(p.consumer_lag);
+                        .set(lag);
                 }
             }
         }
@@ -343,6 +348,18 @@ impl ClientContext for AggregatorContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.watch.on_error(&error, reason);
     }
+}
+
+/// Messages of an assigned partition not yet stored: from the stored next offset (or, with
+/// none stored yet, the log's start) to the partition's end. `None` for a partition not
+/// assigned here (`stored` is `None`) or whose watermarks librdkafka has not learned yet (-1).
+fn backlog(stored: Option<i64>, lo_offset: i64, hi_offset: i64) -> Option<i64> {
+    let from = match stored? {
+        next if next >= 0 => next,
+        _ if lo_offset >= 0 => lo_offset,
+        _ => return None,
+    };
+    (hi_offset >= 0).then(|| (hi_offset - from).max(0))
 }
 
 impl ConsumerContext for AggregatorContext {
@@ -1018,6 +1035,17 @@ mod tests {
             flush_trigger(SOON, INTERVAL, 3, false, true),
             Some(FlushTrigger::CaughtUp)
         );
+    }
+
+    #[test]
+    fn the_backlog_counts_from_the_stored_offset_or_the_log_start() {
+        assert_eq!(backlog(Some(40), 0, 100), Some(60));
+        // Nothing stored yet: everything from the log's start is backlog.
+        assert_eq!(backlog(Some(-1), 10, 100), Some(90));
+        assert_eq!(backlog(Some(-1), -1, 100), None, "start not learned yet");
+        assert_eq!(backlog(Some(40), 0, -1), None, "end not learned yet");
+        assert_eq!(backlog(None, 0, 100), None, "not assigned here");
+        assert_eq!(backlog(Some(100), 0, 100), Some(0));
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Application {
         let (mut producer, delivered) = CallProducer::new(
             &base,
             config.calls_topic.clone(),
-            watch,
+            watch.clone(),
             metrics.clone(),
             propagate_trace,
         )
@@ -90,7 +90,7 @@ impl Application {
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await?;
+        fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await?;
 
         let generator = CallGenerator::new(
             config.calls_per_second,

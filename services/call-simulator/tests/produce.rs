@@ -1,4 +1,4 @@
-//! The simulator against a real Kafka-protocol broker (librdkafka's mock cluster): every call
+//! The simulator against a real Apache Kafka broker (the run's): every call
 //! is published once, keyed by its caller, in the current schema, and the run ends by itself.
 
 use std::time::{Duration, Instant};
@@ -10,15 +10,13 @@ use fleet::events::{CALL_SCHEMA_VERSION, CallEvent};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_flood_publishes_every_call_once_keyed_by_caller_then_exits() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let topic = format!("calls-{}", uuid::Uuid::new_v4().simple());
-    cluster.create_topic(&topic, 3, 1).expect("topic");
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = testkit::kafka::bootstrap();
+    let topic = testkit::kafka::unique("calls");
+    testkit::kafka::create_topics(&bootstrap, &[(&topic, 3)]);
     let config = Config::try_parse_from([
         "call-simulator",
         "--kafka-bootstrap-servers",

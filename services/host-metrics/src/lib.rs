@@ -104,13 +104,13 @@ impl Application {
                 ("message.timeout.ms", "10000"),
             ],
         );
-        let producer = AsyncProducer::new(&config_kafka, watch).context("create Kafka producer")?;
+        let producer = AsyncProducer::new(&config_kafka, watch.clone()).context("create Kafka producer")?;
         let topics = [config.host_metrics_topic.as_str()];
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await?;
+        fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await?;
 
         let shared = Shared::new(config.buffer_max_samples as usize, metrics.clone());
         let delivered = Arc::new(AtomicU64::new(0));

@@ -1,5 +1,6 @@
-//! host-metrics against a real Kafka-protocol broker (librdkafka's mock cluster): what it
-//! publishes, checked against the kernel's own files, and what happens during an outage.
+//! host-metrics against a real Apache Kafka broker: what it publishes, checked against the
+//! kernel's own files, and what happens during an outage (a broker of the test's own, killed
+//! and restarted).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +14,6 @@ use host_metrics::config::Config;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 fn config(bootstrap: &str, topic: &str, host: &str, extra: &[&str]) -> Config {
@@ -80,10 +80,9 @@ fn meminfo(field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_are_published_keyed_by_host_with_values_the_kernel_agrees_with() {
-    let cluster = MockCluster::new(1).unwrap();
-    let topic = format!("hosts-{}", uuid::Uuid::new_v4().simple());
-    cluster.create_topic(&topic, 2, 1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = testkit::kafka::bootstrap();
+    let topic = testkit::kafka::unique("hosts");
+    testkit::kafka::create_topics(&bootstrap, &[(&topic, 2)]);
     let app = Application::build(config(
         &bootstrap,
         &topic,
@@ -193,10 +192,11 @@ async fn wait_for(port: u16, what: &str, mut ok: impl FnMut(f64) -> bool, name: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_fills_the_bounded_buffer_and_the_backlog_arrives_when_the_broker_returns() {
-    let cluster = MockCluster::new(1).unwrap();
-    let topic = format!("hosts-{}", uuid::Uuid::new_v4().simple());
-    cluster.create_topic(&topic, 1, 1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
+    // A broker of this test's own: it is killed, then restarted on the same data.
+    let kafka = testkit::broker::Broker::start(Default::default());
+    let bootstrap = kafka.bootstrap();
+    let topic = testkit::kafka::unique("hosts");
+    testkit::kafka::create_topics(&bootstrap, &[(&topic, 1)]);
     let app = Application::build(config(
         &bootstrap,
         &topic,
@@ -217,7 +217,7 @@ async fn an_outage_fills_the_bounded_buffer_and_the_backlog_arrives_when_the_bro
     )
     .await;
     wait_for(port, "healthy", |v| v == 1.0, "health_status").await;
-    cluster.broker_down(1).unwrap();
+    kafka.kill();
     // Sampling goes on into the buffer; after three intervals without a delivery (at least
     // 3 s) the service says it is not doing its job; the full buffer drops the oldest.
     wait_for(port, "unhealthy", |v| v == 0.0, "health_status").await;
@@ -235,7 +235,7 @@ async fn an_outage_fills_the_bounded_buffer_and_the_backlog_arrives_when_the_bro
         "host_metrics_samples_dropped_total",
     )
     .await;
-    cluster.broker_up(1).unwrap();
+    kafka.restart();
     wait_for(
         port,
         "backlog delivered",

@@ -108,13 +108,13 @@ impl Application {
             ],
         );
         let producer =
-            AsyncProducer::new(&producer_config, watch).context("create Kafka producer")?;
+            AsyncProducer::new(&producer_config, watch.clone()).context("create Kafka producer")?;
         let topics = [config.probes_topic.as_str()];
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        if !fleet::kafka::ensure_topics(&base, &topics, partitions, rf, &shutdown).await? {
+        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
             http_stop.cancel();
             return Ok(());
         }

@@ -207,21 +207,20 @@ mod tests {
     use std::time::Instant;
 
     use rdkafka::config::ClientConfig;
-    use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{Offset, TopicPartitionList};
 
     use super::*;
 
     /// The offsets read from `fetch` until `want` arrived or `within` passed.
-    fn read(fetch: &FetchQueue, want: usize, within: Duration) -> Vec<i64> {
+    fn read(fetch: &FetchQueue, topic: &str, want: usize, within: Duration) -> Vec<i64> {
         let deadline = Instant::now() + within;
         let mut offsets = Vec::new();
         while offsets.len() < want && Instant::now() < deadline {
             let fetched = fetch.consume(Duration::from_millis(50), 100);
             for record in fetched.iter() {
                 assert_eq!(record.error(), None);
-                assert_eq!(record.topic(), Some("t"));
+                assert_eq!(record.topic(), Some(topic));
                 assert_eq!(
                     record.payload(),
                     Some(record.offset().to_string().as_bytes())
@@ -232,11 +231,11 @@ mod tests {
         offsets
     }
 
-    fn produce(producer: &BaseProducer, offsets: std::ops::Range<i64>) {
+    fn produce(producer: &BaseProducer, topic: &str, offsets: std::ops::Range<i64>) {
         for offset in offsets {
             let payload = offset.to_string();
             producer
-                .send(BaseRecord::<(), _>::to("t").partition(0).payload(&payload))
+                .send(BaseRecord::<(), _>::to(topic).partition(0).payload(&payload))
                 .expect("queued");
         }
         producer.flush(Duration::from_secs(10)).expect("flushed");
@@ -247,17 +246,18 @@ mod tests {
     /// fetched meanwhile, still in order.
     #[test]
     fn routed_messages_arrive_in_order_and_a_dropped_route_is_restored_by_routing_again() {
-        let cluster = MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("t", 1, 1).expect("topic");
-        let bootstrap = cluster.bootstrap_servers();
+        let bootstrap = testkit::kafka::bootstrap();
+        let topic = testkit::kafka::unique("fetch");
+        testkit::kafka::create_topics(&bootstrap, &[(&topic, 1)]);
+        let t = topic.as_str();
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()
             .expect("producer");
-        produce(&producer, 0..10);
+        produce(&producer, t, 0..10);
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "fetch-test")
+            .set("group.id", testkit::kafka::unique("fetch-test"))
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
@@ -265,14 +265,14 @@ mod tests {
         let fetch = FetchQueue::new(&consumer).expect("fetch queue");
         let at = |offset| {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset("t", 0, offset).expect("tpl");
+            tpl.add_partition_offset(t, 0, offset).expect("tpl");
             tpl
         };
 
-        assert!(fetch.route("t", 0));
+        assert!(fetch.route(t, 0));
         consumer.assign(&at(Offset::Beginning)).expect("assign");
         assert_eq!(
-            read(&fetch, 10, Duration::from_secs(10)),
+            read(&fetch, t, 10, Duration::from_secs(10)),
             (0..10).collect::<Vec<_>>()
         );
 
@@ -280,9 +280,9 @@ mod tests {
         consumer
             .assign(&at(Offset::Offset(10)))
             .expect("assign again");
-        produce(&producer, 10..15);
+        produce(&producer, t, 10..15);
         assert_eq!(
-            read(&fetch, 5, Duration::from_secs(1)),
+            read(&fetch, t, 5, Duration::from_secs(1)),
             Vec::<i64>::new(),
             "the fetcher's stop dropped the route"
         );
@@ -291,9 +291,9 @@ mod tests {
             "nor do they go to the consumer queue"
         );
 
-        assert!(fetch.route("t", 0));
+        assert!(fetch.route(t, 0));
         assert_eq!(
-            read(&fetch, 5, Duration::from_secs(10)),
+            read(&fetch, t, 5, Duration::from_secs(10)),
             (10..15).collect::<Vec<_>>()
         );
     }

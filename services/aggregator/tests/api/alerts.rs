@@ -31,9 +31,9 @@ async fn post(app: &TestApp, body: String) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
     let names = Names::new();
-    let cluster = broker(&names, 1);
+    let bootstrap = broker(&names, 1);
     let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&cluster.bootstrap_servers(), &db.url, &names)).await;
+    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 
     // Until migrations ran the insert fails: 503, which Alertmanager retries. Wait for 200.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -10,8 +10,7 @@ fn now_secs() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_reaches_the_dlq_and_valid_messages_around_it_are_counted() {
     let names = Names::new();
-    let cluster = broker(&names, 1);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 1);
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 

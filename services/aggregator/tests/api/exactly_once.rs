@@ -8,8 +8,7 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_is_stored_once_in_windows_long_calls_totals_and_metrics() {
     let names = Names::new();
-    let cluster = broker(&names, 6);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 6);
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 
@@ -60,10 +59,9 @@ fn spawn_child_with(args: &[String], env: &[(&str, &str)]) -> ChildAggregator {
     let child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(&args[1..])
         .envs(env.iter().copied())
-        // The mock cluster ignores static membership: a short session timeout bounds the
-        // pause after a kill instead. It must exceed the mock's initial rebalance delay
-        // (3 s), or a lone new member times out while its own JoinGroup waits.
-        .env("KAFKA_SESSION_TIMEOUT_MS", "4000")
+        // A killed member holds its partitions until its session expires: the broker's
+        // shortest (group.min.session.timeout.ms) bounds the pause after each kill.
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env(
             "RUST_LOG",
             std::env::var("CHILD_LOG").unwrap_or_else(|_| "warn".into()),
@@ -81,8 +79,7 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
     const PER_ROUND: usize = 10_000;
     const SAMPLES_PER_ROUND: usize = 300;
     let names = Names::new();
-    let cluster = broker(&names, 6);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 6);
     let db = TestDb::create().await;
     let args = args(&bootstrap, &db.url, &names);
     let mut expected = Expected::default();
@@ -132,8 +129,7 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact() {
     let names = Names::new();
-    let cluster = broker(&names, 6);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 6);
     let db = TestDb::create().await;
     let a = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
     let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
@@ -182,8 +178,7 @@ async fn a_cooperative_rebalance_under_load_neither_loses_nor_double_counts() {
     // partitions on top of those it keeps, and must re-read what it had consumed but not yet
     // flushed on the kept ones (its batch is dropped on every reassignment).
     let names = Names::new();
-    let cluster = broker(&names, 6);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 6);
     let db = TestDb::create().await;
     let mut args = args(&bootstrap, &db.url, &names);
     // Slow flushes, so that the remaining member holds unflushed data at the reassignment.

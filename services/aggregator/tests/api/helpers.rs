@@ -13,7 +13,6 @@ use rand::{Rng, SeedableRng};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -133,16 +132,25 @@ impl Names {
 /// Partitions of the host-metrics topic in tests.
 pub const HOST_PARTITIONS: i32 = 2;
 
-/// A mock cluster with the test's topics (`partitions` for the calls).
-pub fn broker(names: &Names, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(&names.calls, partitions, 1).unwrap();
-    cluster
-        .create_topic(&names.hosts, HOST_PARTITIONS, 1)
-        .unwrap();
-    cluster.create_topic(&names.probes, 1, 1).unwrap();
-    cluster.create_topic(&names.dlq, 1, 1).unwrap();
-    cluster
+/// The run's broker with the test's topics (`partitions` for the calls); returns its
+/// bootstrap address.
+pub fn broker(names: &Names, partitions: i32) -> String {
+    let bootstrap = testkit::kafka::bootstrap();
+    create_topics(&bootstrap, names, partitions);
+    bootstrap
+}
+
+/// The test's topics on the broker at `bootstrap`.
+pub fn create_topics(bootstrap: &str, names: &Names, partitions: i32) {
+    testkit::kafka::create_topics(
+        bootstrap,
+        &[
+            (&names.calls, partitions),
+            (&names.hosts, HOST_PARTITIONS),
+            (&names.probes, 1),
+            (&names.dlq, 1),
+        ],
+    );
 }
 
 /// Aggregator arguments for the test's broker, database and names.

@@ -5,8 +5,7 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_the_dlq() {
     let names = Names::new();
-    let cluster = broker(&names, 2);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 2);
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 
@@ -113,8 +112,7 @@ async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_sample_carried_by_several_messages_is_stored_once() {
     let names = Names::new();
-    let cluster = broker(&names, 2);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 2);
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 

@@ -1,6 +1,7 @@
 //! Integration tests of the aggregator against a real PostgreSQL server and a real
-//! Kafka-protocol broker (librdkafka's mock cluster, one per test). Every test gets its own
-//! database, topics and consumer group.
+//! Apache Kafka broker: the run's (`TEST_KAFKA_BOOTSTRAP_SERVERS`), or one of the test's own
+//! where the test kills or secures it. Every test gets its own database, topics and consumer
+//! group.
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 

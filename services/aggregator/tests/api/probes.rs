@@ -39,8 +39,7 @@ fn result(url: &str, time: DateTime<Utc>, outcome: ProbeOutcome, total: f64) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_results_land_once_raw_and_per_window_and_bad_ones_go_to_the_dlq() {
     let names = Names::new();
-    let cluster = broker(&names, 1);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 1);
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 

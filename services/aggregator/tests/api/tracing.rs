@@ -35,8 +35,7 @@ async fn the_producers_trace_continues_through_aggregate_and_flush() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let names = Names::new();
-    let cluster = broker(&names, 1);
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = broker(&names, 1);
     let db = TestDb::create().await;
     let app = TestApp::spawn_with_trace(args(&bootstrap, &db.url, &names), true).await;
 

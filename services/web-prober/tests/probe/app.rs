@@ -8,7 +8,6 @@ use fleet::events::{ProbeOutcome, ProbeResult};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use web_prober::config::Config;
@@ -76,10 +75,9 @@ async fn a_hanging_target_never_delays_the_others_and_edits_apply_while_running(
     };
     write(&[&fast, &hang, &gone]);
 
-    let cluster = MockCluster::new(1).unwrap();
-    let topic = format!("probes-{}", uuid::Uuid::new_v4().simple());
-    cluster.create_topic(&topic, 2, 1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = testkit::kafka::bootstrap();
+    let topic = testkit::kafka::unique("probes");
+    testkit::kafka::create_topics(&bootstrap, &[(&topic, 2)]);
     let config = Config::try_parse_from([
         "web-prober",
         "--kafka-bootstrap-servers",

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Apache Kafka, natively: one KRaft broker+controller in one JVM, at the version of
+# deploy/versions.env (compose's apache/kafka tag), with the settings compose gives the image.
+#
+#   scripts/kafka.sh fetch
+#       resolves the broker's jars (deploy/kafka/pom.xml) into the cache, once; later calls
+#       use the cache and need no network
+#   scripts/kafka.sh start DIR [--port P] [--controller-port C] [--properties FILE]
+#                              [--scram USER=PASSWORD]...
+#       P: the plaintext listener (default 9092; 0: a free port); C: the controller's (default
+#       a free port)
+#       formats DIR on its first start (KRaft metadata, SCRAM-SHA-512 users), starts the broker
+#       detached (pid in DIR/kafka.pid, logs in DIR/logs/), waits until it has started and
+#       accepts connections, prints its bootstrap address. A second start on the same DIR keeps
+#       its data. FILE's lines are appended to the generated server.properties and so win
+#       (extra listeners for TLS or SASL, say)
+#   scripts/kafka.sh stop DIR
+#       SIGTERM (a clean shutdown), SIGKILL after KAFKA_STOP_TIMEOUT seconds (default 60)
+#   scripts/kafka.sh classpath | version
+#
+# Settings: FLEET_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/fleetpulse), KAFKA_HEAP
+# (default 512m: -Xmx; -Xms is 128m), KAFKA_NUM_PARTITIONS (default 6),
+# KAFKA_START_TIMEOUT (seconds, default 90).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=deploy/versions.env
+. "$REPO/deploy/versions.env"
+CACHE=${FLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetpulse}
+LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
+
+die() { printf 'kafka.sh: %s\n' "$*" >&2; exit 1; }
+
+# fetch: the jars, through Maven's own resolution and local repository; the marker is written
+# last, so an interrupted fetch is redone.
+fetch() {
+  [ -f "$LIBS/.complete" ] && return 0
+  command -v mvn >/dev/null || die "mvn not found: Maven (and Java 17) fetch and run the broker"
+  printf 'kafka.sh: fetching Apache Kafka %s into %s\n' "$KAFKA_VERSION" "$LIBS" >&2
+  rm -rf "$LIBS"
+  mkdir -p "$LIBS"
+  mvn -q -B -f "$REPO/deploy/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >&2 \
+    || die "could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
+  [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_2.13-$KAFKA_VERSION.jar missing after the fetch"
+  touch "$LIBS/.complete"
+}
+
+classpath() { fetch; printf '%s/*\n' "$LIBS"; }
+
+# java_cmd DIR MAIN ARGS...: NUL-separated, the JVM as Kafka's kafka-run-class.sh starts it.
+java_cmd() {
+  local dir=$1
+  shift
+  printf '%s\0' java "-Xms128m" "-Xmx${KAFKA_HEAP:-512m}" -server -XX:+UseG1GC \
+    -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "-Dlog4j2.configurationFile=$REPO/deploy/kafka/log4j2.properties" \
+    "-Dkafka.logs.dir=$dir/logs" -cp "$LIBS/*" "$@"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+pid_of() {
+  local dir=$1 pid
+  [ -s "$dir/kafka.pid" ] || return 1
+  pid=$(<"$dir/kafka.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  # The pid must still be this broker's JVM (pids are recycled).
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $dir/server.properties" || return 1
+  printf '%s\n' "$pid"
+}
+
+start() {
+  [ $# -ge 1 ] || die "usage: kafka.sh start DIR [--port P] [--controller-port C] [--properties FILE] [--scram USER=PASSWORD]"
+  local dir=$1 port='' controller='' extra='' scram=()
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --port) port=$2; shift 2 ;;
+      --controller-port) controller=$2; shift 2 ;;
+      --properties) extra=$2; shift 2 ;;
+      --scram) scram+=(--add-scram "SCRAM-SHA-512=[name=${2%%=*},password=${2#*=}]"); shift 2 ;;
+      *) die "unknown option '$1'" ;;
+    esac
+  done
+  command -v java >/dev/null || die "java not found: the broker needs Java 17 or newer"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if pid_of "$dir" >/dev/null; then die "a broker already runs on $dir (pid $(pid_of "$dir"))"; fi
+  fetch
+  # Ports are kept across restarts of the same folder: clients and stored metadata name them.
+  if [ -s "$dir/ports" ]; then
+    read -r saved_port saved_controller <"$dir/ports"
+    port=${port:-$saved_port} controller=${controller:-$saved_controller}
+  fi
+  port=${port:-9092}
+  [ "$port" != 0 ] || port=$(free_port)
+  controller=${controller:-$(free_port)}
+  printf '%s %s\n' "$port" "$controller" >"$dir/ports"
+  mkdir -p "$dir/logs" "$dir/data"
+  # compose's apache/kafka settings (docker-compose.yml, service kafka), on loopback.
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+auto.create.topics.enable=false
+num.partitions=${KAFKA_NUM_PARTITIONS:-6}
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+  if [ -n "$extra" ]; then
+    [ -r "$extra" ] || die "cannot read --properties file '$extra'"
+    { printf '# from %s\n' "$extra"; cat "$extra"; } >>"$dir/server.properties"
+  fi
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local id
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    local cmd=()
+    mapfile -d '' cmd < <(java_cmd "$dir" kafka.tools.StorageTool format -t "$id" \
+      -c "$dir/server.properties" "${scram[@]}")
+    "${cmd[@]}" >"$dir/logs/format.log" 2>&1 || { cat "$dir/logs/format.log" >&2; die "formatting $dir failed"; }
+  fi
+  local cmd=() lines
+  mapfile -d '' cmd < <(java_cmd "$dir" kafka.Kafka "$dir/server.properties")
+  # Count the log's lines first: a restart must see its own "started", not the last run's.
+  lines=$( (wc -l <"$dir/logs/server.log") 2>/dev/null || echo 0)
+  setsid nohup "${cmd[@]}" >>"$dir/logs/stdout.log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid" >"$dir/kafka.pid"
+  local deadline=$(($(date +%s) + ${KAFKA_START_TIMEOUT:-90}))
+  until tail -n +"$((lines + 1))" "$dir/logs/server.log" 2>/dev/null | grep -q 'Kafka Server started' \
+    && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    # kill -0, not pid_of: until the exec, the child's command line is still this script's.
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 2>/dev/null || true
+      die "the broker on $dir exited during start"
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir did not start within ${KAFKA_START_TIMEOUT:-90} s (logs in $dir/logs)"
+    sleep 0.2
+  done
+  printf '127.0.0.1:%s\n' "$port"
+}
+
+stop() {
+  [ $# -eq 1 ] || die "usage: kafka.sh stop DIR"
+  local dir pid
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 0
+  pid=$(pid_of "$dir") || { rm -f "$dir/kafka.pid"; return 0; }
+  kill -TERM "$pid"
+  local deadline=$(($(date +%s) + ${KAFKA_STOP_TIMEOUT:-60}))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      printf 'kafka.sh: broker %s did not stop in time, killing it\n' "$pid" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  rm -f "$dir/kafka.pid"
+}
+
+case ${1:-} in
+  fetch) fetch ;;
+  classpath) classpath ;;
+  version) printf '%s\n' "$KAFKA_VERSION" ;;
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) die "usage: kafka.sh fetch | start DIR [...] | stop DIR | classpath | version" ;;
+esac
