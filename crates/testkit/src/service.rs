@@ -1,0 +1,188 @@
+//! A Fleetpulse service run as its own process, as an operator runs it: settings from the
+//! environment (the `KAFKA_*` passthrough included), JSON logs to a file the test reads, and
+//! its `/metrics` and `/readyz` on a port of its own.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The path of a workspace binary, built beside the running test (`cargo nextest run
+/// --workspace` builds every service).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A running service process; killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    name: String,
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts binary `name` with `env` (on top of this process's environment, minus any
+    /// `KAFKA_*` of ours) and `METRICS_ADDR` on a free port; its logs (JSON) go to a file.
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        let port = crate::broker::free_port();
+        let log = crate::temp_dir(&format!("{name}-log")).join("stderr.log");
+        let mut command = Command::new(bin(name));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_")) {
+            command.env_remove(key);
+        }
+        let child = command
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            name: name.to_string(),
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    /// The service's HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `(status, body)` of `GET path`, or `None` while nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// The value of the sample whose name with labels is exactly `sample` (`None`: absent or
+    /// not answering).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.rsplit_once(' ').filter(|(n, _)| *n == sample))
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// Waits (bounded) until `sample` satisfies `want`; panics with the last value and the log.
+    pub fn wait_metric(&self, sample: &str, within: Duration, want: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let value = self.metric(sample);
+            if let Some(v) = value.filter(|v| want(*v)) {
+                return v;
+            }
+            assert!(
+                self.running(),
+                "{} exited ({:?}) waiting for {sample}:\n{}",
+                self.name,
+                self.exit_status(),
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{}: {sample} = {value:?} after {within:?}\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().unwrap()
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still runs after {within:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, the orderly stop (producers flush), and waits for the exit.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        if let Some(child) = &self.child {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        }
+        self.wait_exit(within)
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the service logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The JSON log records at `level` (`"WARN"`, `"ERROR"`).
+    pub fn log_records(&self, level: &str) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(&format!("\"level\":\"{level}\"")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: enough for `/metrics` and `/readyz`.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
