@@ -5,10 +5,11 @@
 #   scripts/kafka.sh fetch
 #       resolves the broker's jars (deploy/kafka/pom.xml) into the cache, once; later calls
 #       use the cache and need no network
-#   scripts/kafka.sh start DIR [--port P] [--controller-port C] [--properties FILE]
-#                              [--scram USER=PASSWORD]...
+#   scripts/kafka.sh start DIR [--port P] [--controller-port C] [--listener PROTOCOL:PORT]...
+#                              [--properties FILE] [--scram USER=PASSWORD]...
 #       P: the plaintext listener (default 9092; 0: a free port); C: the controller's (default
-#       a free port)
+#       a free port); --listener adds one on 127.0.0.1 (SSL or SASL_SSL: their keystore and
+#       SASL settings come with --properties)
 #       formats DIR on its first start (KRaft metadata, SCRAM-SHA-512 users), starts the broker
 #       detached (pid in DIR/kafka.pid, logs in DIR/logs/), waits until it has started and
 #       accepts connections, prints its bootstrap address. A second start on the same DIR keeps
@@ -75,13 +76,17 @@ pid_of() {
 
 start() {
   [ $# -ge 1 ] || die "usage: kafka.sh start DIR [--port P] [--controller-port C] [--properties FILE] [--scram USER=PASSWORD]"
-  local dir=$1 port='' controller='' extra='' scram=()
+  local dir=$1 port='' controller='' extra='' scram=() listeners='' advertised=
   shift
   while [ $# -gt 0 ]; do
     case $1 in
       --port) port=$2; shift 2 ;;
       --controller-port) controller=$2; shift 2 ;;
       --properties) extra=$2; shift 2 ;;
+      --listener)
+        [[ $2 =~ ^(SSL|SASL_SSL|SASL_PLAINTEXT):[0-9]+$ ]] || die "--listener wants PROTOCOL:PORT, got '$2'"
+        listeners+=",${2%%:*}://127.0.0.1:${2#*:}" advertised+=",${2%%:*}://127.0.0.1:${2#*:}"
+        shift 2 ;;
       --scram) scram+=(--add-scram "SCRAM-SHA-512=[name=${2%%=*},password=${2#*=}]"); shift 2 ;;
       *) die "unknown option '$1'" ;;
     esac
@@ -107,9 +112,9 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller$listeners
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$advertised
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 auto.create.topics.enable=false

@@ -14,6 +14,8 @@ pub struct Options {
     pub properties: String,
     /// SCRAM-SHA-512 users `(name, password)` created when the storage is formatted.
     pub scram_users: Vec<(String, String)>,
+    /// Listeners besides the plaintext one, as `(protocol, port)`: `("SSL", 9094)`.
+    pub listeners: Vec<(String, u16)>,
 }
 
 /// One broker+controller JVM; killed (SIGKILL) when dropped. Its folder is kept, logs
@@ -86,6 +88,9 @@ impl Broker {
             let file = self.dir.join("extra.properties");
             std::fs::write(&file, &self.options.properties).unwrap();
             command.arg("--properties").arg(file);
+        }
+        for (protocol, port) in &self.options.listeners {
+            command.args(["--listener", &format!("{protocol}:{port}")]);
         }
         for (user, password) in &self.options.scram_users {
             command.args(["--scram", &format!("{user}={password}")]);

@@ -5,6 +5,7 @@
 //!   `TEST_KAFKA_BOOTSTRAP_SERVERS`) and topics a test creates on it with CreateTopics;
 //! - [`broker`]: a private broker for one test, started with `scripts/kafka.sh`, which the test
 //!   may kill, restart on the same data, or give TLS and SASL listeners;
+//! - [`service`]: a Fleetpulse service run as its own process, configured by environment;
 //! - [`tls`]: a certificate authority made by the test and certificates it signs.
 //!
 //! A dev-dependency only: nothing here ships in a service.
@@ -13,6 +14,7 @@
 
 pub mod broker;
 pub mod kafka;
+pub mod service;
 pub mod tls;
 
 /// The repository's root (scripts live under it).

@@ -26,7 +26,7 @@ pub fn bin(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Service {
     name: String,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     port: u16,
     log: PathBuf,
 }
@@ -56,7 +56,7 @@ impl Service {
             .unwrap();
         Self {
             name: name.to_string(),
-            child: Some(child),
+            child: std::sync::Mutex::new(Some(child)),
             port,
             log,
         }
@@ -108,16 +108,21 @@ impl Service {
     }
 
     /// True while the process runs.
-    pub fn running(&mut self) -> bool {
+    pub fn running(&self) -> bool {
         self.exit_status().is_none()
     }
 
-    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut()?.try_wait().unwrap()
+    /// The exit status once the process has exited (`None` while it runs).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap();
+        match child.as_mut() {
+            Some(c) => c.try_wait().unwrap(),
+            None => Some(std::os::unix::process::ExitStatusExt::from_raw(9)),
+        }
     }
 
     /// Waits (bounded) for the process to exit by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub fn wait_exit(&self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.exit_status() {
@@ -133,8 +138,8 @@ impl Service {
     }
 
     /// SIGTERM, the orderly stop (producers flush), and waits for the exit.
-    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        if let Some(child) = &self.child {
+    pub fn terminate(&self, within: Duration) -> std::process::ExitStatus {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
         }
@@ -142,8 +147,8 @@ impl Service {
     }
 
     /// SIGKILL, and reaps the process.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }

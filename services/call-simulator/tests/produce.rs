@@ -89,3 +89,31 @@ async fn a_bounded_flood_publishes_every_call_once_keyed_by_caller_then_exits() 
         "{last}"
     );
 }
+
+#[test]
+fn a_topic_the_broker_refuses_to_create_stops_the_service_with_one_line_naming_it() {
+    let bootstrap = testkit::kafka::bootstrap();
+    let topic = testkit::kafka::unique("calls");
+    let service = testkit::service::Service::start(
+        "call-simulator",
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("CALLS_TOPIC", topic.as_str()),
+            // One broker: it cannot place three replicas.
+            ("KAFKA_TOPIC_REPLICATION_FACTOR", "3"),
+        ],
+    );
+    let status = service.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "{status:?}");
+    let log = service.log_text();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused to create topic"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains(&topic) && errors[0].contains("replication factor 3"),
+        "{}",
+        errors[0]
+    );
+}
