@@ -87,7 +87,8 @@ start() {
         [[ $2 =~ ^(SSL|SASL_SSL|SASL_PLAINTEXT):[0-9]+$ ]] || die "--listener wants PROTOCOL:PORT, got '$2'"
         listeners+=",${2%%:*}://127.0.0.1:${2#*:}" advertised+=",${2%%:*}://127.0.0.1:${2#*:}"
         shift 2 ;;
-      --scram) scram+=(--add-scram "SCRAM-SHA-512=[name=${2%%=*},password=${2#*=}]"); shift 2 ;;
+      # Quoted: a password may hold "," or "]".
+      --scram) scram+=(--add-scram "SCRAM-SHA-512=[name=\"${2%%=*}\",password=\"${2#*=}\"]"); shift 2 ;;
       *) die "unknown option '$1'" ;;
     esac
   done

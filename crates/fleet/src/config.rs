@@ -95,3 +95,13 @@ pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
         std::process::exit(2)
     })
 }
+
+/// The end of a service's run: on a failure (a topic Kafka refuses to create, a store that
+/// cannot be read), one line with the whole cause chain and exit status 1; no backtrace, which
+/// says where the error was returned, not why.
+pub fn or_fail<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        std::process::exit(1)
+    })
+}

@@ -61,13 +61,14 @@ pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
 
 /// `defaults` overlaid by `base`: a service's own defaults (idempotence, session timeout…)
 /// yield to whatever the operator set, including through the `KAFKA_*` passthrough.
+/// `base` is cloned, never read back through `config_map()`: rdkafka sanitizes secrets there,
+/// so a copy made from it would authenticate with the placeholder instead of the password.
 pub fn with_defaults(base: &ClientConfig, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = base.clone();
     for (key, value) in defaults {
-        config.set(*key, *value);
-    }
-    for (key, value) in base.config_map().iter() {
-        config.set(key.to_string(), value.to_string());
+        if config.get(key).is_none() {
+            config.set(*key, *value);
+        }
     }
     config
 }
@@ -369,6 +370,19 @@ mod tests {
                 ("ssl.ca.location", "/etc/ca.pem"),
             ])
         );
+    }
+
+    #[test]
+    fn defaults_yield_to_the_operator_and_secrets_survive_the_copy() {
+        let mut base = ClientConfig::new();
+        base.set("sasl.password", "s3cret")
+            .set("ssl.key.password", "k3y")
+            .set("linger.ms", "50");
+        let config = with_defaults(&base, &[("linger.ms", "5"), ("enable.idempotence", "true")]);
+        assert_eq!(config.get("sasl.password"), Some("s3cret"));
+        assert_eq!(config.get("ssl.key.password"), Some("k3y"));
+        assert_eq!(config.get("linger.ms"), Some("50"), "the operator's value wins");
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 
     #[test]

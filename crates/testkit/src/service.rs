@@ -34,13 +34,20 @@ pub struct Service {
 impl Service {
     /// Starts binary `name` with `env` (on top of this process's environment, minus any
     /// `KAFKA_*` of ours) and `METRICS_ADDR` on a free port; its logs (JSON) go to a file.
-    pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
+    pub fn start<K, V>(name: &str, env: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let port = crate::broker::free_port();
-        let log = crate::temp_dir(&format!("{name}-log")).join("stderr.log");
+        let log = crate::temp_dir(&format!("{name}-log")).join("output.log");
         let mut command = Command::new(bin(name));
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_")) {
             command.env_remove(key);
         }
+        // The services log to stdout (tracing's default); panics and the final error line go
+        // to stderr: both land in one file, in order.
+        let file = std::fs::File::create(&log).unwrap();
         let child = command
             .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
@@ -48,10 +55,10 @@ impl Service {
                 "RUST_LOG",
                 std::env::var("CHILD_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .envs(env.iter().copied())
+            .envs(env)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .unwrap();
         Self {

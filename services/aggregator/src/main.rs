@@ -9,5 +9,6 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = fleet::telemetry::init("aggregator", config.common.log_format)?;
     let shutdown = fleet::shutdown::on_signal();
     let app = fleet::config::or_exit(Application::build(config).await);
-    app.run_until_stopped(shutdown, telemetry.exporting()).await
+    fleet::config::or_fail(app.run_until_stopped(shutdown, telemetry.exporting()).await);
+    Ok(())
 }

@@ -96,7 +96,7 @@ fn a_topic_the_broker_refuses_to_create_stops_the_service_with_one_line_naming_i
     let topic = testkit::kafka::unique("calls");
     let service = testkit::service::Service::start(
         "call-simulator",
-        &[
+        [
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
             ("CALLS_TOPIC", topic.as_str()),
             // One broker: it cannot place three replicas.

@@ -13,6 +13,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = fleet::telemetry::init("host-metrics", config.common.log_format)?;
     let shutdown = fleet::shutdown::on_signal();
     let app = fleet::config::or_exit(Application::build(config).await);
-    app.run_until_stopped(shutdown).await?;
+    fleet::config::or_fail(app.run_until_stopped(shutdown).await);
     Ok(())
 }

@@ -11,5 +11,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = fleet::shutdown::on_signal();
     let hangup = signal(SignalKind::hangup())?;
     let app = fleet::config::or_exit(Application::build(config).await);
-    app.run_until_stopped(shutdown, hangup).await
+    fleet::config::or_fail(app.run_until_stopped(shutdown, hangup).await);
+    Ok(())
 }

@@ -8,8 +8,10 @@
 mod alerts;
 mod bad_input;
 mod exactly_once;
+mod fleet;
 mod helpers;
 mod hosts;
 mod outages;
 mod probes;
+mod security;
 mod tracing;

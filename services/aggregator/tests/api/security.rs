@@ -1,0 +1,164 @@
+//! The managed-Kafka path: every service reaches a broker over TLS or SASL_SSL with
+//! SCRAM-SHA-512 through the `KAFKA_*` passthrough, and a client the broker refuses (a CA that
+//! does not trust it, a wrong password) stays up, unready, saying why once.
+
+use std::time::{Duration, Instant};
+
+use testkit::broker::{Broker, Options, free_port};
+use testkit::tls::Ca;
+
+use crate::fleet::{Fleet, Produced, stored};
+use crate::helpers::{Names, TestDb, create_topics};
+
+const USER: &str = "fleet";
+const PASSWORD: &str = "fleet-secret";
+
+/// A broker with a plaintext listener (the test's own reads), an SSL one and a SASL_SSL one
+/// with user `USER`, its certificate signed by a CA of the test's.
+struct SecureBroker {
+    broker: Broker,
+    ssl: u16,
+    sasl: u16,
+    ca_file: String,
+    /// A CA that did not sign the broker's certificate.
+    other_ca_file: String,
+}
+
+fn secure_broker() -> SecureBroker {
+    let dir = testkit::temp_dir("tls");
+    let ca = Ca::new("fleet test CA");
+    let keystore = ca
+        .issue_server("kafka")
+        .write_pkcs12(&ca, &dir, "broker.p12", "keystore-secret");
+    let ca_file = ca.write_pem(&dir, "ca.pem");
+    let other_ca_file = Ca::new("someone else's CA").write_pem(&dir, "other-ca.pem");
+    let (ssl, sasl) = (free_port(), free_port());
+    let properties = format!(
+        "ssl.keystore.type=PKCS12\n\
+         ssl.keystore.location={}\n\
+         ssl.keystore.password=keystore-secret\n\
+         ssl.key.password=keystore-secret\n\
+         sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+        keystore.display()
+    );
+    let broker = Broker::start(Options {
+        properties,
+        scram_users: vec![(USER.into(), PASSWORD.into())],
+        listeners: vec![("SSL".into(), ssl), ("SASL_SSL".into(), sasl)],
+    });
+    SecureBroker {
+        broker,
+        ssl,
+        sasl,
+        ca_file: ca_file.display().to_string(),
+        other_ca_file: other_ca_file.display().to_string(),
+    }
+}
+
+impl SecureBroker {
+    fn ssl_env(&self, ca_file: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", self.ssl)),
+            ("KAFKA_SECURITY_PROTOCOL", "ssl".into()),
+            ("KAFKA_SSL_CA_LOCATION", ca_file.into()),
+        ]
+    }
+
+    fn sasl_env(&self, password: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", self.sasl)),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl".into()),
+            ("KAFKA_SSL_CA_LOCATION", self.ca_file.clone()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".into()),
+            ("KAFKA_SASL_USERNAME", USER.into()),
+            ("KAFKA_SASL_PASSWORD", password.into()),
+        ]
+    }
+}
+
+/// Runs the fleet over `kafka` until the simulator's 3,000 calls, some host samples and some
+/// check results are stored, stops the producers, and checks PostgreSQL holds exactly what
+/// the topics hold.
+async fn pipeline_is_exact(broker: &SecureBroker, kafka: &[(&str, String)]) {
+    let names = Names::new();
+    let plain = broker.broker.bootstrap();
+    create_topics(&plain, &names, 3);
+    let db = TestDb::create().await;
+    let fleet = Fleet::start(&names, &db, kafka, Some(3_000));
+    let exit = fleet.simulator.wait_exit(Duration::from_secs(60));
+    assert!(exit.success(), "{}", fleet.simulator.log_text());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = stored(&db).await;
+        if now.calls == 3_000 && now.samples >= 3 && now.checks >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stored so far: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.stop_producers();
+    let produced = Produced::read(&plain, &names);
+    db.wait_for_offsets(&names.group, produced.messages(), Duration::from_secs(60))
+        .await;
+    assert_eq!(produced.calls, 3_000);
+    assert_eq!(stored(&db).await, produced);
+    assert_eq!(fleet.aggregator.metric("health_status"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_reaches_kafka_over_tls_and_totals_are_exact() {
+    let broker = secure_broker();
+    let kafka = broker.ssl_env(&broker.ca_file);
+    pipeline_is_exact(&broker, &kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_reaches_kafka_over_sasl_ssl_with_scram_and_totals_are_exact() {
+    let broker = secure_broker();
+    let kafka = broker.sasl_env(PASSWORD);
+    pipeline_is_exact(&broker, &kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_stays_up_unready_and_says_why_once() {
+    let broker = secure_broker();
+    let cases = [
+        (
+            "untrusted CA",
+            broker.ssl_env(&broker.other_ca_file),
+            "certificate verify failed",
+        ),
+        (
+            "wrong password",
+            broker.sasl_env("not-the-password"),
+            "Authentication failed",
+        ),
+    ];
+    let mut fleets = Vec::new();
+    for (case, kafka, cause) in &cases {
+        let names = Names::new();
+        create_topics(&broker.broker.bootstrap(), &names, 1);
+        let db = TestDb::create().await;
+        fleets.push((case, Fleet::start(&names, &db, kafka, None), cause, db));
+    }
+    // librdkafka retries a refused connection with a backoff that grows to 10 s: 20 s hold
+    // several attempts, each of which would be a log line without the deduplication.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (case, fleet, cause, _) in &fleets {
+        for (name, service) in fleet.all() {
+            let what = format!("{case}, {name}");
+            assert!(service.running(), "{what}: exited\n{}", service.log_text());
+            assert_eq!(service.metric("health_status"), Some(0.0), "{what}");
+            let (status, body) = service.get("/readyz").unwrap();
+            assert_eq!(status, 503, "{what}: {body}");
+            assert!(body.contains(**cause), "{what}: /readyz says {body:?}");
+            let log = service.log_text();
+            let naming: Vec<&str> = log.lines().filter(|l| l.contains(**cause)).collect();
+            assert_eq!(naming.len(), 1, "{what}: one line names the cause:\n{log}");
+            let noisy = service.log_records("WARN").len() + service.log_records("ERROR").len();
+            assert!(noisy <= 3, "{what}: {noisy} warnings and errors:\n{log}");
+        }
+    }
+}
