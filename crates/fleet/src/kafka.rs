@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::config::ClientConfig;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
 
@@ -138,6 +140,22 @@ impl BrokerWatch {
         *logged = Some(cause);
     }
 
+    /// librdkafka's own log lines, into tracing at their level, except the failure of a
+    /// connection (facility `FAIL`): librdkafka logs one on every retry and also reports it
+    /// through [`BrokerWatch::on_error`], which logs a cause once; here it is debug.
+    pub fn on_log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            _ if facility == "FAIL" => tracing::debug!(target: "librdkafka", facility, "{message}"),
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         // A poisoned lock only means a panicking logger: the cause itself is still sound.
         self.logged.lock().unwrap_or_else(|e| e.into_inner())
@@ -150,7 +168,11 @@ impl BrokerWatch {
 fn steady_cause(reason: &str) -> String {
     let reason = reason
         .split_once("/bootstrap: ")
-        .or_else(|| reason.split_once(": ").filter(|(head, _)| head.contains("://")))
+        .or_else(|| {
+            reason
+                .split_once(": ")
+                .filter(|(head, _)| head.contains("://"))
+        })
         .map_or(reason, |(_, rest)| rest);
     let reason = reason.split(" (after ").next().unwrap_or(reason);
     reason.trim().to_string()
@@ -165,7 +187,7 @@ pub fn any_broker_up(stats: &Statistics) -> bool {
         .any(|b| b.state == "UP" && b.source != "internal")
 }
 
-/// A client context that only feeds a [`BrokerWatch`]: the admin client of [`ensure_topics`].
+/// A client context that only feeds a [`BrokerWatch`]: the metadata reader of [`ensure_topics`].
 #[derive(Debug, Clone)]
 pub struct WatchedContext {
     /// The watch fed by this context.
@@ -180,6 +202,17 @@ impl ClientContext for WatchedContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.watch.on_error(&error, reason);
     }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.watch.on_log(level, fac, log_message);
+    }
+}
+
+/// Only to read metadata: nothing is ever sent, so no delivery is ever reported.
+impl ProducerContext for WatchedContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 /// Exponential backoff for outage retries: 100 ms doubling up to `max`.
@@ -257,25 +290,31 @@ pub async fn ensure_topics(
     replication: i32,
     shutdown: &CancellationToken,
 ) -> Result<bool, TopicsError> {
+    // Metadata is read through a producer that nobody sends on: polling it serves librdkafka's
+    // main queue, where connection errors (a refused certificate, a wrong password) and
+    // statistics reach the watch. The admin client's own queue carries only admin results.
     let context = WatchedContext {
         watch: watch.clone(),
     };
-    let admin: std::sync::Arc<AdminClient<WatchedContext>> =
+    let reader: std::sync::Arc<BaseProducer<WatchedContext>> =
         std::sync::Arc::new(config.create_with_context(context)?);
     let mut backoff = Backoff::new(Duration::from_secs(10));
     let mut waited = false;
     let existing = loop {
-        let client = admin.clone();
+        let client = reader.clone();
         let metadata = tokio::task::spawn_blocking(move || {
-            client
-                .inner()
+            let names = client
+                .client()
                 .fetch_metadata(None, Duration::from_secs(5))
                 .map(|m| {
                     m.topics()
                         .iter()
                         .map(|t| t.name().to_string())
                         .collect::<Vec<_>>()
-                })
+                });
+            // Serves every event queued meanwhile (one poll call with no wait serves one).
+            client.poll(Duration::from_millis(100));
+            names
         });
         match metadata.await {
             Ok(Ok(names)) => break names,
@@ -293,6 +332,7 @@ pub async fn ensure_topics(
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     };
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
     let missing: Vec<NewTopic<'_>> = topics
         .iter()
         .filter(|t| !existing.iter().any(|e| e == *t))
@@ -381,7 +421,11 @@ mod tests {
         let config = with_defaults(&base, &[("linger.ms", "5"), ("enable.idempotence", "true")]);
         assert_eq!(config.get("sasl.password"), Some("s3cret"));
         assert_eq!(config.get("ssl.key.password"), Some("k3y"));
-        assert_eq!(config.get("linger.ms"), Some("50"), "the operator's value wins");
+        assert_eq!(
+            config.get("linger.ms"),
+            Some("50"),
+            "the operator's value wins"
+        );
         assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 
@@ -398,7 +442,9 @@ mod tests {
              invalid credentials with SASL mechanism SCRAM-SHA-512"
         );
         assert_eq!(
-            steady_cause("ssl://127.0.0.1:1/1: SSL handshake failed (after 0ms in state SSL_HANDSHAKE)"),
+            steady_cause(
+                "ssl://127.0.0.1:1/1: SSL handshake failed (after 0ms in state SSL_HANDSHAKE)"
+            ),
             "SSL handshake failed"
         );
         assert_eq!(steady_cause("plain words"), "plain words");

@@ -44,7 +44,11 @@ async fn missing_topics_are_created_with_the_configured_partitions_and_a_second_
     assert!(ready.unwrap());
     assert_eq!(partitions(&bootstrap, &a), 4);
     assert_eq!(partitions(&bootstrap, &b), 4);
-    assert_eq!(partitions(&bootstrap, &existing), 1, "an existing topic is left alone");
+    assert_eq!(
+        partitions(&bootstrap, &existing),
+        1,
+        "an existing topic is left alone"
+    );
 
     // A second start, even with other settings, creates nothing and alters nothing.
     let again = ensure_topics(&config, &watch(), &topics, 8, 1, &shutdown).await;
@@ -76,7 +80,11 @@ async fn a_replication_factor_above_the_broker_count_is_refused_with_the_topic_a
     }
     let line = err.to_string();
     assert!(!line.contains('\n'), "one line: {line}");
-    for part in [topic.as_str(), "replication factor 3", "KAFKA_TOPIC_REPLICATION_FACTOR"] {
+    for part in [
+        topic.as_str(),
+        "replication factor 3",
+        "KAFKA_TOPIC_REPLICATION_FACTOR",
+    ] {
         assert!(line.contains(part), "{line:?} lacks {part:?}");
     }
 }

@@ -62,7 +62,10 @@ impl Broker {
             if state.split_whitespace().nth(2) == Some("Z") {
                 break;
             }
-            assert!(Instant::now() < deadline, "broker {pid} still runs after SIGKILL");
+            assert!(
+                Instant::now() < deadline,
+                "broker {pid} still runs after SIGKILL"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -71,7 +71,10 @@ pub fn create_topics_with(config: &ClientConfig, topics: &[(&str, i32)]) {
             if led {
                 break;
             }
-            assert!(Instant::now() < deadline, "topic {name} has no leaders after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} has no leaders after 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

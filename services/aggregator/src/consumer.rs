@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use fleet::health::{Health, StallDetector};
 use fleet::kafka::BrokerWatch;
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -347,6 +348,10 @@ impl ClientContext for AggregatorContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.watch.on_error(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.watch.on_log(level, fac, log_message);
     }
 }
 

@@ -123,7 +123,9 @@ impl Application {
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        if !fleet::kafka::ensure_topics(&base, &watch, &all_topics, partitions, rf, &shutdown).await? {
+        if !fleet::kafka::ensure_topics(&base, &watch, &all_topics, partitions, rf, &shutdown)
+            .await?
+        {
             http_stop.cancel();
             return Ok(());
         }

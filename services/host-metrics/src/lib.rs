@@ -104,7 +104,8 @@ impl Application {
                 ("message.timeout.ms", "10000"),
             ],
         );
-        let producer = AsyncProducer::new(&config_kafka, watch.clone()).context("create Kafka producer")?;
+        let producer =
+            AsyncProducer::new(&config_kafka, watch.clone()).context("create Kafka producer")?;
         let topics = [config.host_metrics_topic.as_str()];
         let (partitions, rf) = (
             config.common.kafka_topic_partitions,

@@ -235,7 +235,11 @@ mod tests {
         for offset in offsets {
             let payload = offset.to_string();
             producer
-                .send(BaseRecord::<(), _>::to(topic).partition(0).payload(&payload))
+                .send(
+                    BaseRecord::<(), _>::to(topic)
+                        .partition(0)
+                        .payload(&payload),
+                )
                 .expect("queued");
         }
         producer.flush(Duration::from_secs(10)).expect("flushed");

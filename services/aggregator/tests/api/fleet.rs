@@ -20,9 +20,8 @@ pub fn site() -> u16 {
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-            );
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     port
@@ -131,7 +130,11 @@ impl Fleet {
         ] {
             if service.running() {
                 let status = service.terminate(Duration::from_secs(60));
-                assert!(status.success(), "{name}: {status:?}\n{}", service.log_text());
+                assert!(
+                    status.success(),
+                    "{name}: {status:?}\n{}",
+                    service.log_text()
+                );
             }
         }
     }
