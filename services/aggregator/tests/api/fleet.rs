@@ -182,8 +182,9 @@ pub fn logged_field(service: &Service, message: &str, field: &str) -> serde_json
         .log_text()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["fields"]["message"] == message)
+        // The services log flattened JSON: the message and fields at the top level.
+        .filter(|r| r["message"] == message)
         .last()
-        .map(|r| r["fields"][field].clone())
+        .map(|r| r[field].clone())
         .unwrap_or_else(|| panic!("no {message:?} record:\n{}", service.log_text()))
 }

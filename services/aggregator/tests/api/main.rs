@@ -7,10 +7,13 @@
 
 mod alerts;
 mod bad_input;
+mod broker_outage;
 mod exactly_once;
 mod fleet;
 mod helpers;
 mod hosts;
+mod lag;
+mod membership;
 mod outages;
 mod probes;
 mod security;
