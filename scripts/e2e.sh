@@ -26,7 +26,8 @@
 #   6. scripts/local-down.sh stops everything: no process left, every exit status 0.
 #
 # Runs in its own state folder (E2E_STATE_DIR, default .local-stack-e2e/) and database
-# (E2E_DB_NAME, default fleetpulse_e2e, dropped at start), with its own devbroker. Uses the
+# (E2E_DB_NAME, default fleetpulse_e2e, dropped at start), with its own Kafka (Apache Kafka in
+# the state folder, as local-up starts it; devbroker where there is no Java). Uses the
 # default ports (FLEET_*_PORT to move them) and TEST_DATABASE_URL as the PostgreSQL server
 # when set. The stack is always stopped at the end; on failure the logs' tails are printed.
 set -euo pipefail
@@ -41,7 +42,7 @@ export SAMPLE_INTERVAL_SECS=1 PROBE_INTERVAL_SECS=1 PROBE_RELOAD_SECS=0.5
 # The generated targets file and probe-site's certificate, whatever the shell points at.
 unset PROBE_TARGETS_FILE PROBE_CA_FILE PROBE_REGEX
 export FLEET_DB_NAME=${E2E_DB_NAME:-fleetpulse_e2e}
-# Hermetic: a devbroker and a database of our own, whatever the shell points at.
+# Hermetic: a Kafka and a database of our own, whatever the shell points at.
 unset DATABASE_URL KAFKA_BOOTSTRAP_SERVERS FLEET_PG_ADMIN_URL
 [ -z "${TEST_DATABASE_URL:-}" ] || export FLEET_PG_ADMIN_URL=$TEST_DATABASE_URL
 # shellcheck source=scripts/lib/local-stack.sh
@@ -426,6 +427,8 @@ for cp in "${pids[@]}"; do
   kill -0 "${cp#*:}" 2>/dev/null && fail "${cp%%:*} (pid ${cp#*:}) still alive after local-down.sh"
   [ "${cp%%:*}" = postgres ] && continue # stopped by pg_ctl, no exit status of ours
   rc=$(cat "$RUN/${cp%%:*}.rc" 2>/dev/null || echo '?')
+  # A JVM stopped by SIGTERM exits 143 once its shutdown hook (Kafka's orderly stop) is done.
+  [ "${cp%%:*}" = kafka ] && [ "$rc" = 143 ] && continue
   [ "$rc" = 0 ] || fail "${cp%%:*} exited with status $rc after SIGTERM"
 done
 for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$HOST_METRICS_PORT" "$WEB_PROBER_PORT" \

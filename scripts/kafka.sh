@@ -15,6 +15,9 @@
 #       accepts connections, prints its bootstrap address. A second start on the same DIR keeps
 #       its data. FILE's lines are appended to the generated server.properties and so win
 #       (extra listeners for TLS or SASL, say)
+#   scripts/kafka.sh run DIR [same options]
+#       the same broker in the foreground (exec: the pid is the JVM's), for a supervisor;
+#       scripts/kafka.sh wait DIR then returns once it has started
 #   scripts/kafka.sh stop DIR
 #       SIGTERM (a clean shutdown), SIGKILL after KAFKA_STOP_TIMEOUT seconds (default 60)
 #   scripts/kafka.sh classpath | version
@@ -74,8 +77,10 @@ pid_of() {
   printf '%s\n' "$pid"
 }
 
-start() {
-  [ $# -ge 1 ] || die "usage: kafka.sh start DIR [--port P] [--controller-port C] [--properties FILE] [--scram USER=PASSWORD]"
+# prepare DIR [OPTIONS]: the cache, DIR/server.properties and, on a first start, the formatted
+# storage; sets DIR for the caller.
+prepare() {
+  [ $# -ge 1 ] || die "usage: kafka.sh start|run DIR [--port P] [--controller-port C] [--listener PROTOCOL:PORT] [--properties FILE] [--scram USER=PASSWORD]"
   local dir=$1 port='' controller='' extra='' scram=() listeners='' advertised=
   shift
   while [ $# -gt 0 ]; do
@@ -95,16 +100,14 @@ start() {
   command -v java >/dev/null || die "java not found: the broker needs Java 17 or newer"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  if pid_of "$dir" >/dev/null; then die "a broker already runs on $dir (pid $(pid_of "$dir"))"; fi
   fetch
   # Ports are kept across restarts of the same folder: clients and stored metadata name them.
-  if [ -s "$dir/ports" ]; then
-    read -r saved_port saved_controller <"$dir/ports"
-    port=${port:-$saved_port} controller=${controller:-$saved_controller}
-  fi
-  port=${port:-9092}
-  [ "$port" != 0 ] || port=$(free_port)
-  controller=${controller:-$(free_port)}
+  local saved_port='' saved_controller=''
+  [ ! -s "$dir/ports" ] || read -r saved_port saved_controller <"$dir/ports"
+  # 0: any free port, the one this folder had if it had one.
+  [ "$port" != 0 ] || port=${saved_port:-$(free_port)}
+  port=${port:-${saved_port:-9092}}
+  controller=${controller:-${saved_controller:-$(free_port)}}
   printf '%s %s\n' "$port" "$controller" >"$dir/ports"
   mkdir -p "$dir/logs" "$dir/data"
   # compose's apache/kafka settings (docker-compose.yml, service kafka), on loopback.
@@ -138,17 +141,30 @@ EOF
       -c "$dir/server.properties" "${scram[@]}")
     "${cmd[@]}" >"$dir/logs/format.log" 2>&1 || { cat "$dir/logs/format.log" >&2; die "formatting $dir failed"; }
   fi
-  local cmd=() lines
-  mapfile -d '' cmd < <(java_cmd "$dir" kafka.Kafka "$dir/server.properties")
-  # Count the log's lines first: a restart must see its own "started", not the last run's.
-  lines=$( (wc -l <"$dir/logs/server.log") 2>/dev/null || echo 0)
-  setsid nohup "${cmd[@]}" >>"$dir/logs/stdout.log" 2>&1 </dev/null &
-  local pid=$!
-  echo "$pid" >"$dir/kafka.pid"
-  local deadline=$(($(date +%s) + ${KAFKA_START_TIMEOUT:-90}))
+  DIR=$dir
+}
+
+# run DIR [OPTIONS]: the broker in the foreground (for a supervisor: scripts/local-up.sh). The
+# log's length is noted first, so that `wait` sees this run's "started", not the last one's.
+run() {
+  prepare "$@"
+  ( (wc -l <"$DIR/logs/server.log") 2>/dev/null || echo 0) >"$DIR/start.mark"
+  echo $$ >"$DIR/kafka.pid"
+  local cmd=()
+  mapfile -d '' cmd < <(java_cmd "$DIR" kafka.Kafka "$DIR/server.properties")
+  exec "${cmd[@]}"
+}
+
+# wait_started DIR [PID]: until this run has started and its plaintext port accepts a
+# connection; fails early if PID (default: DIR's broker) exits.
+wait_started() {
+  local dir=$1 pid=${2:-} port lines deadline=$(($(date +%s) + ${KAFKA_START_TIMEOUT:-90}))
+  read -r port _ <"$dir/ports"
+  until [ -s "$dir/start.mark" ]; do sleep 0.05; done
+  lines=$(<"$dir/start.mark")
+  [ -n "$pid" ] || pid=$(<"$dir/kafka.pid")
   until tail -n +"$((lines + 1))" "$dir/logs/server.log" 2>/dev/null | grep -q 'Kafka Server started' \
     && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    # kill -0, not pid_of: until the exec, the child's command line is still this script's.
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 2>/dev/null || true
       die "the broker on $dir exited during start"
@@ -157,6 +173,17 @@ EOF
     sleep 0.2
   done
   printf '127.0.0.1:%s\n' "$port"
+}
+
+# start DIR [OPTIONS]: `run` detached, then `wait_started`.
+start() {
+  prepare "$@"
+  if pid_of "$DIR" >/dev/null; then die "a broker already runs on $DIR (pid $(pid_of "$DIR"))"; fi
+  rm -f "$DIR/start.mark"
+  local args=("$@")
+  args[0]=$DIR
+  setsid nohup "$0" run "${args[@]}" >>"$DIR/logs/stdout.log" 2>&1 </dev/null &
+  wait_started "$DIR" $!
 }
 
 stop() {
@@ -181,6 +208,8 @@ case ${1:-} in
   classpath) classpath ;;
   version) printf '%s\n' "$KAFKA_VERSION" ;;
   start) shift; start "$@" ;;
+  run) shift; run "$@" ;;
+  wait) shift; wait_started "$@" ;;
   stop) shift; stop "$@" ;;
-  *) die "usage: kafka.sh fetch | start DIR [...] | stop DIR | classpath | version" ;;
+  *) die "usage: kafka.sh fetch | start DIR [...] | run DIR [...] | wait DIR | stop DIR | classpath | version" ;;
 esac

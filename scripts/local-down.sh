@@ -18,7 +18,6 @@ for arg in "$@"; do
   case $arg in
     --purge) purge=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
-    kafka) names+=(devbroker) ;;
     *)
       [[ " ${COMPONENTS[*]} " == *" $arg "* ]] || die "unknown component '$arg' (known: ${COMPONENTS[*]})"
       names+=("$arg")

@@ -11,15 +11,18 @@
 #   scripts/local-down.sh                 # stop what this started
 #
 # Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
-# devbroker (unless KAFKA_BOOTSTRAP_SERVERS answers), postgres (a private cluster, only when no
+# kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
+# run by scripts/kafka.sh with its data in the state folder's kafka/; without Java and Maven, or
+# with FLEET_KAFKA=devbroker, devbroker, librdkafka's in-memory mock cluster), postgres (a private cluster, only when no
 # server is found), aggregator, call-simulator, host-metrics (samples this machine),
 # probe-site (python3 https server with a self-signed certificate made by openssl, one of
 # web-prober's targets), web-prober (checks the targets of web-prober/targets.yaml in the
 # state folder, written on first start), alertmanager, prometheus.
 #
 # Settings, besides those in scripts/lib/local-stack.sh:
-#   KAFKA_BOOTSTRAP_SERVERS  an existing Kafka; used if it accepts connections, else devbroker
-#   KAFKA_TOPIC_PARTITIONS   devbroker's partitions (default 6)
+#   KAFKA_BOOTSTRAP_SERVERS  an existing Kafka; used if it accepts connections, else ours
+#   FLEET_KAFKA              apache (default) or devbroker: which Kafka local-up starts
+#   KAFKA_TOPIC_PARTITIONS   partitions of the topics the services create (default 6)
 #   DATABASE_URL             an existing database, used as is
 #   FLEET_PG_ADMIN_URL       a server to create the database on (default: the local server at
 #                            127.0.0.1:5432 as postgres if pg_isready, else a private cluster)
@@ -46,14 +49,13 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; }
 declare -A WANT=()
 add_with_deps() {
   case $1 in
-    smtp-sink | devbroker | postgres) ;;
-    aggregator) add_with_deps devbroker; add_with_deps postgres ;;
-    call-simulator | host-metrics) add_with_deps devbroker ;;
+    smtp-sink | kafka | postgres) ;;
+    aggregator) add_with_deps kafka; add_with_deps postgres ;;
+    call-simulator | host-metrics) add_with_deps kafka ;;
     probe-site) ;;
-    web-prober) add_with_deps devbroker; add_with_deps probe-site ;;
+    web-prober) add_with_deps kafka; add_with_deps probe-site ;;
     alertmanager) add_with_deps smtp-sink ;;
     prometheus) add_with_deps alertmanager ;;
-    kafka) add_with_deps devbroker; return ;;
     *) die "unknown component '$1' (known: ${COMPONENTS[*]})" ;;
   esac
   WANT[$1]=1
@@ -135,8 +137,8 @@ kafka_reachable() {
   return 1
 }
 ensure_kafka() {
-  if pid_of devbroker >/dev/null && [ -s "$RUN/devbroker.bootstrap" ]; then
-    KAFKA=$(<"$RUN/devbroker.bootstrap")
+  if pid_of kafka >/dev/null && [ -s "$RUN/kafka.bootstrap" ]; then
+    KAFKA=$(<"$RUN/kafka.bootstrap")
     return
   fi
   if [ "$STACK_KAFKA_MODE" = external ] && kafka_reachable "$STACK_KAFKA"; then
@@ -149,20 +151,42 @@ ensure_kafka() {
       KAFKA=$KAFKA_BOOTSTRAP_SERVERS STACK_KAFKA_MODE=external KAFKA_FRESH=1
       return
     fi
-    warn "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS does not accept connections: starting devbroker instead"
+    warn "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS does not accept connections: starting our own"
   fi
-  need_bin devbroker
-  rm -f "$RUN/devbroker.bootstrap"
-  start_detached devbroker "$BIN_DIR/devbroker" \
-    --partitions "${KAFKA_TOPIC_PARTITIONS:-6}" --bootstrap-file "$RUN/devbroker.bootstrap"
-  local deadline=$(($(now) + 15))
-  until [ -s "$RUN/devbroker.bootstrap" ]; do
-    pid_of devbroker >/dev/null || { log_tail devbroker >&2; die "devbroker exited"; }
-    [ "$(now)" -lt "$deadline" ] || die "devbroker wrote no bootstrap file in 15 s"
-    sleep 0.05
-  done
-  KAFKA=$(<"$RUN/devbroker.bootstrap") STACK_KAFKA_MODE=devbroker KAFKA_FRESH=1
-  say "Kafka: devbroker at $KAFKA (in memory: gone when it stops)"
+  local mode=${FLEET_KAFKA:-apache}
+  case $mode in
+    apache | devbroker) ;;
+    *) die "invalid value '$mode' for FLEET_KAFKA: expected apache or devbroker" ;;
+  esac
+  if [ "$mode" = apache ] && ! { command -v java && command -v mvn; } >/dev/null; then
+    warn "no Java or Maven here: starting devbroker (librdkafka's mock cluster) instead of Apache Kafka"
+    mode=devbroker
+  fi
+  rm -f "$RUN/kafka.bootstrap"
+  if [ "$mode" = apache ]; then
+    ensure_port_free kafka "$KAFKA_PORT" FLEET_KAFKA_PORT
+    "$REPO/scripts/kafka.sh" fetch
+    start_detached kafka "$REPO/scripts/kafka.sh" run "$STATE/kafka" --port "$KAFKA_PORT"
+    # kafka.sh execs the JVM: that is the command line pid_of finds from now on.
+    printf 'java\n' >"$RUN/kafka.cmd"
+    KAFKA_START_TIMEOUT=$START_TIMEOUT "$REPO/scripts/kafka.sh" wait "$STATE/kafka" \
+      "$(<"$RUN/kafka.pid")" >"$RUN/kafka.bootstrap.new" || { log_tail kafka >&2; die "Kafka did not start"; }
+    mv "$RUN/kafka.bootstrap.new" "$RUN/kafka.bootstrap"
+    KAFKA=$(<"$RUN/kafka.bootstrap") STACK_KAFKA_MODE=apache KAFKA_FRESH=1
+    say "Kafka: Apache Kafka $("$REPO/scripts/kafka.sh" version) at $KAFKA (data in $STATE/kafka; FLEET_KAFKA=devbroker for the in-memory stand-in)"
+  else
+    need_bin devbroker
+    start_detached kafka "$BIN_DIR/devbroker" \
+      --partitions "${KAFKA_TOPIC_PARTITIONS:-6}" --bootstrap-file "$RUN/kafka.bootstrap"
+    local deadline=$(($(now) + 15))
+    until [ -s "$RUN/kafka.bootstrap" ]; do
+      pid_of kafka >/dev/null || { log_tail kafka >&2; die "devbroker exited"; }
+      [ "$(now)" -lt "$deadline" ] || die "devbroker wrote no bootstrap file in 15 s"
+      sleep 0.05
+    done
+    KAFKA=$(<"$RUN/kafka.bootstrap") STACK_KAFKA_MODE=devbroker KAFKA_FRESH=1
+    say "Kafka: devbroker at $KAFKA (librdkafka's mock cluster, in memory: gone when it stops)"
+  fi
   local c
   for c in aggregator call-simulator host-metrics web-prober; do
     if [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
@@ -556,7 +580,7 @@ print_table() {
     pid=$(pid_of "$c") || continue
     case $c in
       smtp-sink) url="smtp://127.0.0.1:$SMTP_PORT (mails in the log)" ;;
-      devbroker) url="kafka: $(cat "$RUN/devbroker.bootstrap" 2>/dev/null)" ;;
+      kafka) url="kafka: $(cat "$RUN/kafka.bootstrap" 2>/dev/null) ($STACK_KAFKA_MODE)" ;;
       postgres) url="postgres://postgres@127.0.0.1:$PG_PORT" ;;
       aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
       call-simulator) url="http://127.0.0.1:$CALL_SIMULATOR_PORT/metrics" ;;
@@ -568,14 +592,14 @@ print_table() {
     esac
     printf '%-15s %-8s %-45s %s\n' "$c" "$pid" "$url" "$LOGS/$c.log"
   done
-  [ "$STACK_KAFKA_MODE" = devbroker ] || printf '%-15s %-8s %s\n' kafka - "$KAFKA"
+  [ "$STACK_KAFKA_MODE" != external ] || printf '%-15s %-8s %s\n' kafka - "$KAFKA"
   printf '%-15s %-8s %s\n' database - "$DB_URL"
   printf '\nstate: %s   stop: scripts/local-down.sh\n' "$STATE"
 }
 
 # --- main -------------------------------------------------------------------------------
 [ -z "${WANT[smtp-sink]:-}" ] || ensure_smtp_sink
-if [ -n "${WANT[devbroker]:-}" ]; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
+if [ -n "${WANT[kafka]:-}" ]; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
 if [ -n "${WANT[postgres]:-}" ]; then ensure_database; else DB_URL=$STACK_DATABASE_URL; fi
 save_stack_env
 [ -z "${WANT[aggregator]:-}" ] || start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL"

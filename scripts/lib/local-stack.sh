@@ -6,8 +6,8 @@
 # Settings (environment variables):
 #   FLEET_STATE_DIR        state folder: logs/, run/ (pids, exit codes), rendered configs, data
 #                          (default: .local-stack/ in the repository)
-#   FLEET_BIN_DIR          folder with aggregator, call-simulator, host-metrics, web-prober,
-#                          devbroker; unset: local-up runs `cargo build --release --locked
+#   FLEET_BIN_DIR          folder with aggregator, call-simulator, host-metrics, web-prober
+#                          (and devbroker, the Kafka stand-in without Java); unset: local-up runs `cargo build --release --locked
 #                          --bins` and uses target/release
 #   FLEET_START_TIMEOUT    seconds to wait for each component to be ready (default 60)
 #   FLEET_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 15)
@@ -17,6 +17,7 @@
 #                          local ports (6066, 6067, 6068, 6069, 8443, 9090, 9093, 1025); all
 #                          bound to 127.0.0.1
 #   FLEET_PG_PORT          port of the private PostgreSQL cluster, when one is needed (55432)
+#   FLEET_KAFKA_PORT       Apache Kafka's plaintext listener, when local-up starts it (9092)
 
 # shellcheck disable=SC2034 # the settings below are used by the scripts that source this
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -35,11 +36,12 @@ PROMETHEUS_PORT=${FLEET_PROMETHEUS_PORT:-9090}
 ALERTMANAGER_PORT=${FLEET_ALERTMANAGER_PORT:-9093}
 SMTP_PORT=${FLEET_SMTP_PORT:-1025}
 PG_PORT=${FLEET_PG_PORT:-55432}
+KAFKA_PORT=${FLEET_KAFKA_PORT:-9092}
 START_TIMEOUT=${FLEET_START_TIMEOUT:-60}
 STOP_TIMEOUT=${FLEET_STOP_TIMEOUT:-15}
 
 # Start order; local-down stops in reverse.
-COMPONENTS=(smtp-sink devbroker postgres aggregator call-simulator host-metrics probe-site web-prober
+COMPONENTS=(smtp-sink kafka postgres aggregator call-simulator host-metrics probe-site web-prober
   alertmanager prometheus)
 
 say() { printf '==> %s\n' "$*"; }
@@ -51,7 +53,7 @@ now() { date +%s; }
 # Every numeric setting is checked before anything starts: one line naming the bad value.
 for setting in FLEET_AGGREGATOR_PORT FLEET_CALL_SIMULATOR_PORT FLEET_HOST_METRICS_PORT \
   FLEET_WEB_PROBER_PORT FLEET_PROBE_SITE_PORT FLEET_PROMETHEUS_PORT FLEET_ALERTMANAGER_PORT \
-  FLEET_SMTP_PORT FLEET_PG_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
+  FLEET_SMTP_PORT FLEET_PG_PORT FLEET_KAFKA_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
   value=${!setting:-}
   if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]{0,4}$ && $value -le 65535 ]]; then
     die "invalid value '$value' for $setting: expected a number from 1 to 65535"
