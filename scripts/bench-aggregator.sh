@@ -9,9 +9,9 @@
 # prints the rates, the aggregator's CPU and the ratios. Then the decode+aggregate
 # microbenchmark.
 #
-# Uses devbroker unless KAFKA_BOOTSTRAP_SERVERS is set. devbroker keeps about 5 MB per
-# partition and drops the oldest beyond that, so the topic gets enough partitions to retain
-# everything (BENCH_PARTITIONS, default 64).
+# Runs on Apache Kafka (scripts/kafka.sh, the version of deploy/versions.env, a broker of its
+# own in a temporary folder) unless KAFKA_BOOTSTRAP_SERVERS names one; the topic has
+# BENCH_PARTITIONS partitions (default 6, compose's KAFKA_TOPIC_PARTITIONS).
 #
 #   scripts/bench-aggregator.sh            # N=1000000
 #   BENCH_CALLS=200000 scripts/bench-aggregator.sh
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${BENCH_CALLS:-1000000}
-PARTITIONS=${BENCH_PARTITIONS:-64}
+PARTITIONS=${BENCH_PARTITIONS:-6}
 ADMIN_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 STATE=$(mktemp -d)
 TOPIC="bench-calls-$$"
@@ -40,6 +40,7 @@ cleanup() {
     kill "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
+  [ ! -d "$STATE/kafka" ] || scripts/kafka.sh stop "$STATE/kafka"
   for db in "${dbs[@]}"; do
     psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   done
@@ -48,15 +49,12 @@ cleanup() {
 trap cleanup EXIT
 
 command -v kcat >/dev/null || { echo "installing kcat"; apt-get update -qq && apt-get install -y -qq kcat >/dev/null; }
-cargo build --release --locked -q -p devbroker -p call-simulator -p aggregator
+cargo build --release --locked -q -p call-simulator -p aggregator
 BIN=target/release
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  "$BIN/devbroker" --partitions "$PARTITIONS" --topics "$TOPIC,fleet-dlq,host-metrics,web-probes" \
-    --bootstrap-file "$STATE/bootstrap" >/dev/null 2>"$STATE/devbroker.log" &
-  pids+=($!)
-  for _ in $(seq 1 50); do [ -s "$STATE/bootstrap" ] && break; sleep 0.1; done
-  KAFKA_BOOTSTRAP_SERVERS=$(cat "$STATE/bootstrap")
+  echo "starting Apache Kafka $(scripts/kafka.sh version)"
+  KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_NUM_PARTITIONS=$PARTITIONS scripts/kafka.sh start "$STATE/kafka" --port 0)
 fi
 export KAFKA_BOOTSTRAP_SERVERS KAFKA_TOPIC_PARTITIONS=$PARTITIONS
 
@@ -68,7 +66,7 @@ now() { date +%s.%N; }
 t0=$(now)
 got=$(kcat -b "$KAFKA_BOOTSTRAP_SERVERS" -C -t "$TOPIC" -o beginning -e -q -f '\n' | wc -l)
 t1=$(now)
-[ "$got" -eq "$N" ] || { echo "topic retained $got of $N messages: raise BENCH_PARTITIONS"; exit 1; }
+[ "$got" -eq "$N" ] || { echo "kcat read $got of $N messages"; exit 1; }
 kcat_secs=$(echo "$t1 - $t0" | bc -l)
 
 # One aggregator run from process start until PostgreSQL holds all N calls, in a database and

@@ -155,12 +155,17 @@ run() {
   exec "${cmd[@]}"
 }
 
-# wait_started DIR [PID]: until this run has started and its plaintext port accepts a
+# wait_started DIR [PID]: (after removing DIR/start.mark, then `run`) until this run has started and its plaintext port accepts a
 # connection; fails early if PID (default: DIR's broker) exits.
 wait_started() {
   local dir=$1 pid=${2:-} port lines deadline=$(($(date +%s) + ${KAFKA_START_TIMEOUT:-90}))
+  # `run` writes the mark once the folder is prepared (ports chosen, storage formatted).
+  until [ -s "$dir/start.mark" ]; do
+    [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || die "the broker on $dir exited before it started"
+    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir was not prepared within ${KAFKA_START_TIMEOUT:-90} s"
+    sleep 0.05
+  done
   read -r port _ <"$dir/ports"
-  until [ -s "$dir/start.mark" ]; do sleep 0.05; done
   lines=$(<"$dir/start.mark")
   [ -n "$pid" ] || pid=$(<"$dir/kafka.pid")
   until tail -n +"$((lines + 1))" "$dir/logs/server.log" 2>/dev/null | grep -q 'Kafka Server started' \

@@ -166,6 +166,7 @@ ensure_kafka() {
   if [ "$mode" = apache ]; then
     ensure_port_free kafka "$KAFKA_PORT" FLEET_KAFKA_PORT
     "$REPO/scripts/kafka.sh" fetch
+    rm -f "$STATE/kafka/start.mark" # the next one is this run's (kafka.sh wait reads it)
     start_detached kafka "$REPO/scripts/kafka.sh" run "$STATE/kafka" --port "$KAFKA_PORT"
     # kafka.sh execs the JVM: that is the command line pid_of finds from now on.
     printf 'java\n' >"$RUN/kafka.cmd"
