@@ -173,7 +173,10 @@ ensure_kafka() {
     KAFKA_START_TIMEOUT=$START_TIMEOUT "$REPO/scripts/kafka.sh" wait "$STATE/kafka" \
       "$(<"$RUN/kafka.pid")" >"$RUN/kafka.bootstrap.new" || { log_tail kafka >&2; die "Kafka did not start"; }
     mv "$RUN/kafka.bootstrap.new" "$RUN/kafka.bootstrap"
-    KAFKA=$(<"$RUN/kafka.bootstrap") STACK_KAFKA_MODE=apache KAFKA_FRESH=1
+    KAFKA=$(<"$RUN/kafka.bootstrap") KAFKA_FRESH=1
+    # The same broker again (same folder, same port): running services just reconnect.
+    [ "$STACK_KAFKA_MODE:$STACK_KAFKA" != "apache:$KAFKA" ] || KAFKA_FRESH=0
+    STACK_KAFKA_MODE=apache
     say "Kafka: Apache Kafka $("$REPO/scripts/kafka.sh" version) at $KAFKA (data in $STATE/kafka; FLEET_KAFKA=devbroker for the in-memory stand-in)"
   else
     need_bin devbroker
@@ -190,7 +193,7 @@ ensure_kafka() {
   fi
   local c
   for c in aggregator call-simulator host-metrics web-prober; do
-    if [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
+    if [ "$KAFKA_FRESH" = 1 ] && [ -z "${WANT[$c]:-}" ] && pid_of "$c" >/dev/null; then
       warn "$c still uses the previous Kafka: restart it (scripts/local-down.sh $c && scripts/local-up.sh $c)"
     fi
   done
