@@ -39,7 +39,7 @@ pub fn targets_file(port: u16) -> PathBuf {
 
 /// Settings of a service: the test's topics, database and group, then `kafka` (bootstrap and
 /// passthrough), then `own`.
-fn env(
+pub fn env(
     names: &Names,
     db: &TestDb,
     kafka: &[(&str, String)],

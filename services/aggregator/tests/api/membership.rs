@@ -9,22 +9,13 @@ use testkit::service::Service;
 use crate::helpers::*;
 
 fn member(bootstrap: &str, db: &TestDb, names: &Names, instance: &str) -> Service {
-    Service::start(
-        "aggregator",
-        [
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-            ("DATABASE_URL", db.url.as_str()),
-            ("CALLS_TOPIC", names.calls.as_str()),
-            ("HOST_METRICS_TOPIC", names.hosts.as_str()),
-            ("PROBES_TOPIC", names.probes.as_str()),
-            ("DLQ_TOPIC", names.dlq.as_str()),
-            ("CONSUMER_GROUP", names.group.as_str()),
-            ("CONSUMER_INSTANCE_ID", instance),
-            ("AGG_FLUSH_INTERVAL_MS", "100"),
-            // Long enough to restart within; a dynamic member would be gone for as long.
-            ("KAFKA_SESSION_TIMEOUT_MS", "45000"),
-        ],
-    )
+    let kafka = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_string())];
+    let own = [
+        ("CONSUMER_INSTANCE_ID", instance.to_string()),
+        // Long enough to restart within; a dynamic member would be gone for as long.
+        ("KAFKA_SESSION_TIMEOUT_MS", "45000".to_string()),
+    ];
+    Service::start("aggregator", crate::fleet::env(names, db, &kafka, &own))
 }
 
 const ASSIGNED: &str = "aggregator_assigned_partitions";
