@@ -247,8 +247,8 @@ impl Backoff {
 /// Why the fleet's topics could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicsError {
-    /// The admin client could not be created (a bad `KAFKA_*` property).
-    #[error("Kafka admin client: {0}")]
+    /// A Kafka client could not be created (a bad `KAFKA_*` property).
+    #[error("Kafka client: {0}")]
     Client(#[from] KafkaError),
     /// The broker refused to create a topic: the settings ask for what it cannot give.
     #[error(
@@ -427,6 +427,33 @@ mod tests {
             "the operator's value wins"
         );
         assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn a_refusal_stays_the_reason_through_all_brokers_down_and_its_retries() {
+        let health = Health::new(&prometheus::Registry::new()).unwrap();
+        let watch = BrokerWatch::new(health.clone());
+        let refused = "ssl://127.0.0.1:9/bootstrap: SSL handshake failed: certificate verify \
+                       failed (after 2ms in state SSL_HANDSHAKE)";
+        watch.on_error(&KafkaError::Global(RDKafkaErrorCode::SSL), refused);
+        watch.on_error(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        let reason = health.readiness().unwrap_err();
+        assert!(reason.contains("certificate verify failed"), "{reason}");
+        assert_eq!(
+            watch.lock().as_deref(),
+            Some("SSL handshake failed: certificate verify failed"),
+            "logged once, as a steady cause"
+        );
+        // The next attempt's reason differs only in its timing: still the same cause.
+        watch.on_error(
+            &KafkaError::Global(RDKafkaErrorCode::SSL),
+            &refused.replace("2ms", "9ms"),
+        );
+        let reason = health.readiness().unwrap_err();
+        assert!(reason.contains("certificate verify failed"), "{reason}");
     }
 
     #[test]

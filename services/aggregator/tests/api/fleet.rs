@@ -181,10 +181,10 @@ pub fn logged_field(service: &Service, message: &str, field: &str) -> serde_json
     service
         .log_text()
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         // The services log flattened JSON: the message and fields at the top level.
-        .filter(|r| r["message"] == message)
-        .last()
+        .find(|r| r["message"] == message)
         .map(|r| r[field].clone())
         .unwrap_or_else(|| panic!("no {message:?} record:\n{}", service.log_text()))
 }
