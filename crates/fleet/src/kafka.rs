@@ -1,7 +1,8 @@
 //! Kafka clients: configuration from the environment, connectivity tracking for the health
 //! checks, and the idempotent "ensure topics" step every service runs at start.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -84,7 +85,12 @@ pub struct BrokerWatch {
     health: Health,
     /// The cause last logged; `None` once a broker connection is up.
     logged: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Each client's last verdict (connected or not) and when it came.
+    reports: std::sync::Arc<std::sync::Mutex<HashMap<String, (bool, Instant)>>>,
 }
+
+/// How long a client's statistics count: three of librdkafka's one-second intervals.
+pub const REPORT_WINDOW: Duration = Duration::from_secs(3);
 
 impl BrokerWatch {
     /// Registers the `kafka` readiness check on `health`.
@@ -93,13 +99,31 @@ impl BrokerWatch {
         Self {
             health,
             logged: Default::default(),
+            reports: Default::default(),
         }
     }
 
-    /// Statistics arrive every `statistics.interval.ms`: any real broker in state `UP` means
-    /// we are connected.
+    /// Statistics arrive every `statistics.interval.ms`, from each client of the service (its
+    /// consumer, its producers) on its own schedule. The service is connected while any of
+    /// them reported a broker `UP` within [`REPORT_WINDOW`]: a producer still connecting, or an
+    /// idle one (librdkafka connects sparsely), must not fail a service whose consumer is up,
+    /// and a client gone (the start-up metadata reader) stops counting once its report ages.
     pub fn on_stats(&self, stats: &Statistics) {
-        if any_broker_up(stats) {
+        let brokers = stats
+            .brokers
+            .values()
+            .map(|b| (b.state.as_str(), b.source.as_str()));
+        let Some(up) = connectivity(brokers) else {
+            return;
+        };
+        let now = Instant::now();
+        let any_up = {
+            let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            reports.insert(stats.name.clone(), (up, now));
+            reports.retain(|_, (_, at)| now.duration_since(*at) <= REPORT_WINDOW);
+            reports.values().any(|(up, _)| *up)
+        };
+        if any_up {
             self.health.pass(KAFKA_CHECK);
             if let Some(cause) = self.lock().take() {
                 tracing::info!(after = %cause, "Kafka connection up");
@@ -178,13 +202,22 @@ fn steady_cause(reason: &str) -> String {
     reason.trim().to_string()
 }
 
-/// True when at least one learned or configured broker (not librdkafka's internal pseudo
-/// broker) is connected.
-pub fn any_broker_up(stats: &Statistics) -> bool {
-    stats
-        .brokers
-        .values()
-        .any(|b| b.state == "UP" && b.source != "internal")
+/// What a client's brokers `(state, source)` say of its connection, librdkafka's internal
+/// pseudo broker aside: `Some(true)` when one is `UP`; `None` when every one is still `INIT`
+/// (never needed: librdkafka connects sparsely, and an idle producer drops even its bootstrap
+/// connection once it has learned the cluster) or none is listed; `Some(false)` otherwise
+/// (connecting, handshaking, refused, down).
+pub fn connectivity<'a>(brokers: impl Iterator<Item = (&'a str, &'a str)>) -> Option<bool> {
+    let mut seen = false;
+    let mut idle = true;
+    for (state, _) in brokers.filter(|(_, source)| *source != "internal") {
+        if state == "UP" {
+            return Some(true);
+        }
+        seen = true;
+        idle &= state == "INIT";
+    }
+    (seen && !idle).then_some(false)
 }
 
 /// A client context that only feeds a [`BrokerWatch`]: the metadata reader of [`ensure_topics`].
@@ -454,6 +487,53 @@ mod tests {
         );
         let reason = health.readiness().unwrap_err();
         assert!(reason.contains("certificate verify failed"), "{reason}");
+    }
+
+    /// Statistics of client `name` whose one broker is in `state`.
+    fn stats(name: &str, state: &str) -> Statistics {
+        let broker = rdkafka::statistics::Broker {
+            state: state.into(),
+            source: "learned".into(),
+            ..Default::default()
+        };
+        Statistics {
+            name: name.into(),
+            brokers: [("b".to_string(), broker)].into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_client_still_connecting_does_not_fail_a_service_whose_other_client_is_up() {
+        let health = Health::new(&prometheus::Registry::new()).unwrap();
+        let watch = BrokerWatch::new(health.clone());
+        watch.on_stats(&stats("consumer-1", "UP"));
+        watch.on_stats(&stats("producer-2", "CONNECT"));
+        assert!(health.readiness().is_ok(), "{:?}", health.readiness());
+        // Every client down: the service is not connected.
+        watch.on_stats(&stats("consumer-1", "DOWN"));
+        let reason = health.readiness().unwrap_err();
+        assert!(reason.contains("no broker connection is up"), "{reason}");
+        watch.on_stats(&stats("producer-2", "UP"));
+        assert!(health.readiness().is_ok());
+    }
+
+    #[test]
+    fn a_client_is_connected_by_any_broker_up_and_idle_when_none_was_needed() {
+        let up = [
+            ("INIT", "learned"),
+            ("UP", "configured"),
+            ("UP", "internal"),
+        ];
+        assert_eq!(connectivity(up.into_iter()), Some(true));
+        let idle = [("INIT", "learned"), ("INIT", "internal")];
+        assert_eq!(connectivity(idle.into_iter()), None, "an idle producer");
+        let down = [("INIT", "learned"), ("DOWN", "configured")];
+        assert_eq!(connectivity(down.into_iter()), Some(false));
+        let refused = [("SSL_HANDSHAKE", "configured")];
+        assert_eq!(connectivity(refused.into_iter()), Some(false));
+        let internal_only = [("UP", "internal")];
+        assert_eq!(connectivity(internal_only.into_iter()), None);
     }
 
     #[test]

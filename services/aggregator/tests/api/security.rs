@@ -107,7 +107,13 @@ async fn pipeline_is_exact(broker: &SecureBroker, kafka: &[(&str, String)]) {
         .await;
     assert_eq!(produced.calls, 3_000);
     assert_eq!(stored(&db).await, produced);
-    assert_eq!(fleet.aggregator.metric("health_status"), Some(1.0));
+    let ready = fleet.aggregator.get("/readyz");
+    assert_eq!(
+        ready,
+        Some((200, "ready\n".to_string())),
+        "{}",
+        fleet.aggregator.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
