@@ -45,11 +45,6 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The broker's folder (data in `data/`, logs in `logs/`).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// SIGKILL, as a crash or a lost machine would stop it; returns once the process is gone.
     pub fn kill(&self) {
         let Some(pid) = self.pid() else { return };

@@ -34,12 +34,7 @@ pub fn unique(prefix: &str) -> String {
 /// Creates `topics` (name, partitions) with CreateTopics and waits until the broker's metadata
 /// shows every partition with a leader, so that producing right after cannot fail.
 pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    create_topics_with(&plain(bootstrap), topics);
-}
-
-/// [`create_topics`] with a client configuration of the caller's (TLS, SASL).
-pub fn create_topics_with(config: &ClientConfig, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = plain(bootstrap).create().unwrap();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,7 @@ impl Service {
         let mut child = self.child.lock().unwrap();
         match child.as_mut() {
             Some(c) => c.try_wait().unwrap(),
+            // Killed and reaped by `kill`: a SIGKILL's wait status.
             None => Some(std::os::unix::process::ExitStatusExt::from_raw(9)),
         }
     }
@@ -164,11 +165,6 @@ impl Service {
     /// Everything the service logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// The JSON log records at `level` (`"WARN"`, `"ERROR"`).
