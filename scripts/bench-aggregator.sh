@@ -54,7 +54,7 @@ BIN=target/release
 
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   echo "starting Apache Kafka $(scripts/kafka.sh version)"
-  KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_NUM_PARTITIONS=$PARTITIONS scripts/kafka.sh start "$STATE/kafka" --port 0)
+  KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_TOPIC_PARTITIONS=$PARTITIONS scripts/kafka.sh start "$STATE/kafka" --port 0)
 fi
 export KAFKA_BOOTSTRAP_SERVERS KAFKA_TOPIC_PARTITIONS=$PARTITIONS
 

@@ -19,12 +19,13 @@
 #       the same broker in the foreground (exec: the pid is the JVM's), for a supervisor;
 #       scripts/kafka.sh wait DIR then returns once it has started
 #   scripts/kafka.sh stop DIR
-#       SIGTERM (a clean shutdown), SIGKILL after KAFKA_STOP_TIMEOUT seconds (default 60)
+#       SIGTERM (a clean shutdown), SIGKILL after FLEET_KAFKA_STOP_TIMEOUT seconds (default 60)
 #   scripts/kafka.sh classpath | version
 #
-# Settings: FLEET_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/fleetpulse), KAFKA_HEAP
-# (default 512m: -Xmx; -Xms is 128m), KAFKA_NUM_PARTITIONS (default 6),
-# KAFKA_START_TIMEOUT (seconds, default 90).
+# Settings: FLEET_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/fleetpulse), FLEET_KAFKA_HEAP
+# (default 512m: -Xmx; -Xms is 128m), KAFKA_TOPIC_PARTITIONS (the broker's num.partitions, as
+# compose sets it; default 6), FLEET_KAFKA_START_TIMEOUT (seconds, default 90). Not KAFKA_*
+# names of their own: the services pass every unknown KAFKA_* variable to librdkafka.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,7 +57,7 @@ classpath() { fetch; printf '%s/*\n' "$LIBS"; }
 java_cmd() {
   local dir=$1
   shift
-  printf '%s\0' java "-Xms128m" "-Xmx${KAFKA_HEAP:-512m}" -server -XX:+UseG1GC \
+  printf '%s\0' java "-Xms128m" "-Xmx${FLEET_KAFKA_HEAP:-512m}" -server -XX:+UseG1GC \
     -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$REPO/deploy/kafka/log4j2.properties" \
@@ -122,7 +123,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 auto.create.topics.enable=false
-num.partitions=${KAFKA_NUM_PARTITIONS:-6}
+num.partitions=${KAFKA_TOPIC_PARTITIONS:-6}
 default.replication.factor=1
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -158,11 +159,11 @@ run() {
 # wait_started DIR [PID]: (after removing DIR/start.mark, then `run`) until this run has started and its plaintext port accepts a
 # connection; fails early if PID (default: DIR's broker) exits.
 wait_started() {
-  local dir=$1 pid=${2:-} port lines deadline=$(($(date +%s) + ${KAFKA_START_TIMEOUT:-90}))
+  local dir=$1 pid=${2:-} port lines deadline=$(($(date +%s) + ${FLEET_KAFKA_START_TIMEOUT:-90}))
   # `run` writes the mark once the folder is prepared (ports chosen, storage formatted).
   until [ -s "$dir/start.mark" ]; do
     [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || die "the broker on $dir exited before it started"
-    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir was not prepared within ${KAFKA_START_TIMEOUT:-90} s"
+    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir was not prepared within ${FLEET_KAFKA_START_TIMEOUT:-90} s"
     sleep 0.05
   done
   read -r port _ <"$dir/ports"
@@ -174,7 +175,7 @@ wait_started() {
       tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 2>/dev/null || true
       die "the broker on $dir exited during start"
     fi
-    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir did not start within ${KAFKA_START_TIMEOUT:-90} s (logs in $dir/logs)"
+    [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir did not start within ${FLEET_KAFKA_START_TIMEOUT:-90} s (logs in $dir/logs)"
     sleep 0.2
   done
   printf '127.0.0.1:%s\n' "$port"
@@ -197,7 +198,7 @@ stop() {
   dir=$(cd "$1" 2>/dev/null && pwd) || return 0
   pid=$(pid_of "$dir") || { rm -f "$dir/kafka.pid"; return 0; }
   kill -TERM "$pid"
-  local deadline=$(($(date +%s) + ${KAFKA_STOP_TIMEOUT:-60}))
+  local deadline=$(($(date +%s) + ${FLEET_KAFKA_STOP_TIMEOUT:-60}))
   while kill -0 "$pid" 2>/dev/null; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       printf 'kafka.sh: broker %s did not stop in time, killing it\n' "$pid" >&2

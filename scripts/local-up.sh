@@ -170,7 +170,7 @@ ensure_kafka() {
     start_detached kafka "$REPO/scripts/kafka.sh" run "$STATE/kafka" --port "$KAFKA_PORT"
     # kafka.sh execs the JVM: that is the command line pid_of finds from now on.
     printf 'java\n' >"$RUN/kafka.cmd"
-    KAFKA_START_TIMEOUT=$START_TIMEOUT "$REPO/scripts/kafka.sh" wait "$STATE/kafka" \
+    FLEET_KAFKA_START_TIMEOUT=$START_TIMEOUT "$REPO/scripts/kafka.sh" wait "$STATE/kafka" \
       "$(<"$RUN/kafka.pid")" >"$RUN/kafka.bootstrap.new" || { log_tail kafka >&2; die "Kafka did not start"; }
     mv "$RUN/kafka.bootstrap.new" "$RUN/kafka.bootstrap"
     KAFKA=$(<"$RUN/kafka.bootstrap") KAFKA_FRESH=1

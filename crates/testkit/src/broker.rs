@@ -95,7 +95,7 @@ impl Broker {
         }
         // The test's own JVMs stay small: the run's broker and up to two private ones share
         // the machine with the tests.
-        let output = command.env("KAFKA_HEAP", "384m").output().unwrap();
+        let output = command.env("FLEET_KAFKA_HEAP", "384m").output().unwrap();
         assert!(
             output.status.success(),
             "scripts/kafka.sh start {}: {}",
