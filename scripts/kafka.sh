@@ -135,8 +135,12 @@ EOF
     { printf '# from %s\n' "$extra"; cat "$extra"; } >>"$dir/server.properties"
   fi
   if [ ! -f "$dir/data/meta.properties" ]; then
-    local id
-    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A cluster id: 16 random bytes, URL-safe base64. Not one that starts with "-", which the
+    # storage tool would take for an option (Kafka's own Uuid.randomUuid skips those too).
+    local id=-
+    while [[ $id == -* ]]; do
+      id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     local cmd=()
     mapfile -d '' cmd < <(java_cmd "$dir" kafka.tools.StorageTool format -t "$id" \
       -c "$dir/server.properties" "${scram[@]}")
