@@ -111,7 +111,7 @@ impl Metrics {
             consumer_lag: IntGaugeVec::new(
                 opts(
                     "consumer_lag",
-                    "Messages between this consumer's position and the partition's end.",
+                    "Messages between the offset stored in PostgreSQL and the partition's end.",
                 ),
                 &["topic", "partition"],
             )?,
