@@ -36,6 +36,20 @@ LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
 
 die() { printf 'kafka.sh: %s\n' "$*" >&2; exit 1; }
 
+# port_value NAME VALUE: a TCP port (0: a free one, where the caller allows it).
+port_value() {
+  [[ $2 =~ ^[0-9]{1,5}$ && $2 -le 65535 ]] || die "invalid value '$2' for $1: expected a port from 0 to 65535"
+}
+
+# Settings are checked before anything starts: one line naming the bad value.
+[[ ${FLEET_KAFKA_HEAP:-512m} =~ ^[1-9][0-9]*[mMgG]$ ]] \
+  || die "invalid value '$FLEET_KAFKA_HEAP' for FLEET_KAFKA_HEAP: expected a size such as 512m or 1g"
+for setting in FLEET_KAFKA_START_TIMEOUT FLEET_KAFKA_STOP_TIMEOUT KAFKA_TOPIC_PARTITIONS; do
+  value=${!setting:-1}
+  [[ $value =~ ^[1-9][0-9]{0,5}$ ]] || die "invalid value '$value' for $setting: expected a whole number above 0"
+done
+unset setting value
+
 # fetch: the jars, through Maven's own resolution and local repository; the marker is written
 # last, so an interrupted fetch is redone.
 fetch() {
@@ -85,12 +99,14 @@ prepare() {
   local dir=$1 port='' controller='' extra='' scram=() listeners='' advertised=
   shift
   while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || die "$1 needs a value"
     case $1 in
-      --port) port=$2; shift 2 ;;
-      --controller-port) controller=$2; shift 2 ;;
+      --port) port_value --port "$2"; port=$2; shift 2 ;;
+      --controller-port) port_value --controller-port "$2"; controller=$2; shift 2 ;;
       --properties) extra=$2; shift 2 ;;
       --listener)
-        [[ $2 =~ ^(SSL|SASL_SSL|SASL_PLAINTEXT):[0-9]+$ ]] || die "--listener wants PROTOCOL:PORT, got '$2'"
+        [[ $2 =~ ^(SSL|SASL_SSL|SASL_PLAINTEXT):[0-9]+$ ]] || die "invalid value '$2' for --listener: expected PROTOCOL:PORT (SSL, SASL_SSL or SASL_PLAINTEXT)"
+        port_value --listener "${2#*:}"
         listeners+=",${2%%:*}://127.0.0.1:${2#*:}" advertised+=",${2%%:*}://127.0.0.1:${2#*:}"
         shift 2 ;;
       # Quoted: a password may hold "," or "]".
@@ -149,22 +165,35 @@ EOF
   DIR=$dir
 }
 
-# run DIR [OPTIONS]: the broker in the foreground (for a supervisor: scripts/local-up.sh). The
-# log's length is noted first, so that `wait` sees this run's "started", not the last one's.
-run() {
-  prepare "$@"
-  ( (wc -l <"$DIR/logs/server.log") 2>/dev/null || echo 0) >"$DIR/start.mark"
-  echo $$ >"$DIR/kafka.pid"
-  local cmd=()
-  mapfile -d '' cmd < <(java_cmd "$DIR" kafka.Kafka "$DIR/server.properties")
-  exec "${cmd[@]}"
+# not_running DIR: fails when a broker already runs on DIR (its configuration is not touched).
+not_running() {
+  local dir pid
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 0
+  if pid=$(pid_of "$dir"); then die "a broker already runs on $dir (pid $pid)"; fi
 }
 
-# wait_started DIR [PID]: (after removing DIR/start.mark, then `run`) until this run has started and its plaintext port accepts a
-# connection; fails early if PID (default: DIR's broker) exits.
+# launch [PREFIX...]: notes the log's length (so that `wait` sees this run's "started", not the
+# last one's), records this process's pid and becomes the JVM (run through PREFIX, e.g. setsid).
+launch() {
+  ( (wc -l <"$DIR/logs/server.log") 2>/dev/null || echo 0) >"$DIR/start.mark"
+  echo "$BASHPID" >"$DIR/kafka.pid"
+  local cmd=()
+  mapfile -d '' cmd < <(java_cmd "$DIR" kafka.Kafka "$DIR/server.properties")
+  exec "$@" "${cmd[@]}"
+}
+
+# run DIR [OPTIONS]: the broker in the foreground (for a supervisor: scripts/local-up.sh).
+run() {
+  not_running "${1:-}"
+  prepare "$@"
+  launch
+}
+
+# wait_started DIR [PID]: (after removing DIR/start.mark, then `run`) until this run has started
+# and its plaintext port accepts a connection; fails early if PID (default: DIR's broker) exits.
 wait_started() {
   local dir=$1 pid=${2:-} port lines deadline=$(($(date +%s) + ${FLEET_KAFKA_START_TIMEOUT:-90}))
-  # `run` writes the mark once the folder is prepared (ports chosen, storage formatted).
+  # `launch` writes the mark once the folder is prepared (ports chosen, storage formatted).
   until [ -s "$dir/start.mark" ]; do
     [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || die "the broker on $dir exited before it started"
     [ "$(date +%s)" -lt "$deadline" ] || die "the broker on $dir was not prepared within ${FLEET_KAFKA_START_TIMEOUT:-90} s"
@@ -185,14 +214,13 @@ wait_started() {
   printf '127.0.0.1:%s\n' "$port"
 }
 
-# start DIR [OPTIONS]: `run` detached, then `wait_started`.
+# start DIR [OPTIONS]: prepared here (errors come at once), launched detached in a session of
+# its own, then `wait_started`.
 start() {
+  not_running "${1:-}"
   prepare "$@"
-  if pid_of "$DIR" >/dev/null; then die "a broker already runs on $DIR (pid $(pid_of "$DIR"))"; fi
   rm -f "$DIR/start.mark"
-  local args=("$@")
-  args[0]=$DIR
-  setsid nohup "$0" run "${args[@]}" >>"$DIR/logs/stdout.log" 2>&1 </dev/null &
+  (launch setsid) >>"$DIR/logs/stdout.log" 2>&1 </dev/null &
   wait_started "$DIR" $!
 }
 

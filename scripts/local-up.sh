@@ -13,8 +13,8 @@
 # Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
 # kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
 # run by scripts/kafka.sh with its data in the state folder's kafka/; without Java and Maven, or
-# with FLEET_KAFKA=devbroker, devbroker, librdkafka's in-memory mock cluster), postgres (a private cluster, only when no
-# server is found), aggregator, call-simulator, host-metrics (samples this machine),
+# with FLEET_KAFKA=devbroker, devbroker, librdkafka's in-memory mock cluster), postgres (a
+# private cluster, only when no server is found), aggregator, call-simulator, host-metrics (samples this machine),
 # probe-site (python3 https server with a self-signed certificate made by openssl, one of
 # web-prober's targets), web-prober (checks the targets of web-prober/targets.yaml in the
 # state folder, written on first start), alertmanager, prometheus.

@@ -7,8 +7,8 @@
 #   FLEET_STATE_DIR        state folder: logs/, run/ (pids, exit codes), rendered configs, data
 #                          (default: .local-stack/ in the repository)
 #   FLEET_BIN_DIR          folder with aggregator, call-simulator, host-metrics, web-prober
-#                          (and devbroker, the Kafka stand-in without Java); unset: local-up runs `cargo build --release --locked
-#                          --bins` and uses target/release
+#                          (and devbroker, the Kafka stand-in without Java); unset: local-up
+#                          runs `cargo build --release --locked --bins` and uses target/release
 #   FLEET_START_TIMEOUT    seconds to wait for each component to be ready (default 60)
 #   FLEET_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 15)
 #   FLEET_AGGREGATOR_PORT, FLEET_CALL_SIMULATOR_PORT, FLEET_HOST_METRICS_PORT,

@@ -69,11 +69,6 @@ impl Service {
         }
     }
 
-    /// The service's HTTP port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `(status, body)` of `GET path`, or `None` while nothing answers.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.port, path)
