@@ -5,34 +5,29 @@
 #   - Grafana: every dashboard is JSON with a unique uid whose panels and query variables use
 #     only the provisioned data sources (uids `prometheus` and `postgres`), and
 #     scripts/dashboard-queries.py extracts every query.
-# Needs promtool (Prometheus >= 2.42), amtool (Alertmanager >= 0.25) and python3; installs
-# nothing. On Debian: apt-get install prometheus prometheus-alertmanager python3.
+# promtool and amtool are those of the versions compose runs (deploy/versions.env), built by
+# scripts/observability.sh on first use; python3 checks the dashboards.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-missing=()
-for tool in promtool amtool python3; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    echo "error: missing ${missing[*]}; on Debian: apt-get install prometheus prometheus-alertmanager python3" >&2
-    exit 1
-fi
+command -v python3 >/dev/null 2>&1 || { echo "error: python3 is missing" >&2; exit 1; }
+promtool=$(scripts/observability.sh path promtool)
+amtool=$(scripts/observability.sh path amtool)
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "promtool check config"
-promtool check config prometheus/prometheus.yml
+step "promtool check config ($("$promtool" --version | head -n 1))"
+"$promtool" check config prometheus/prometheus.yml
 
 step "promtool check rules"
-promtool check rules prometheus/rules/*.yml prometheus/e2e/*.yml
+"$promtool" check rules prometheus/rules/*.yml prometheus/e2e/*.yml
 
 step "promtool test rules"
-(cd prometheus && promtool test rules tests/*.yml)
+(cd prometheus && "$promtool" test rules tests/*.yml)
 
-step "amtool check-config"
-amtool check-config alertmanager/alertmanager.yml
+step "amtool check-config ($("$amtool" --version | head -n 1))"
+"$amtool" check-config alertmanager/alertmanager.yml
 
 step "Grafana provisioning and dashboards"
 python3 - grafana <<'PY'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when docker-compose.yml runs another version of a third-party program than the one
 # deploy/versions.env pins for the native stack, the tests and the benchmarks: one version in
-# one place, and compose follows it.
+# one place, and compose follows it. Also that deploy/jaeger/go.mod pins the Jaeger module of
+# that file.
 #
 #   scripts/check-versions.sh [path/to/compose.yml]
 set -euo pipefail
@@ -13,6 +14,10 @@ FILE=${1:-$REPO/docker-compose.yml}
 # image  variable of deploy/versions.env  tag prefix
 PINNED=(
   "apache/kafka KAFKA_VERSION -"
+  "prom/prometheus PROMETHEUS_VERSION v"
+  "prom/alertmanager ALERTMANAGER_VERSION v"
+  "axllent/mailpit MAILPIT_VERSION v"
+  "jaegertracing/jaeger JAEGER_VERSION -"
 )
 
 failures=0
@@ -37,4 +42,12 @@ for row in "${PINNED[@]}"; do
     fi
   done
 done
+
+# Jaeger is built from deploy/jaeger/go.mod, which must pin the module release of JAEGER_VERSION.
+if grep -Eq "^\s*github.com/jaegertracing/jaeger v$JAEGER_MODULE_VERSION( |\$)" "$REPO/deploy/jaeger/go.mod"; then
+  printf '  ok    deploy/jaeger/go.mod: github.com/jaegertracing/jaeger v%s = JAEGER_MODULE_VERSION\n' "$JAEGER_MODULE_VERSION"
+else
+  printf '  FAIL  deploy/jaeger/go.mod does not require github.com/jaegertracing/jaeger v%s (JAEGER_MODULE_VERSION)\n' "$JAEGER_MODULE_VERSION"
+  failures=$((failures + 1))
+fi
 [ "$failures" -eq 0 ]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the whole fleet on the native stack (scripts/local-up.sh): real
-# processes, Prometheus and Alertmanager with the repository's configuration, PostgreSQL.
+# processes; Prometheus, Alertmanager, Mailpit and Jaeger at compose's versions with the
+# repository's configuration; Apache Kafka; PostgreSQL.
 #
 #   scripts/e2e.sh                                  # builds the release binaries first
 #   FLEET_BIN_DIR=target/debug scripts/e2e.sh       # binaries already built
@@ -19,9 +20,13 @@
 #      the Hosts dashboard's `host` and the Web probes dashboard's `target` variables are set
 #      to "All" (`.*`);
 #   4. the e2e alert (prometheus/e2e/fast-alerts.yml) on a stopped call-simulator fires in
-#      Prometheus, reaches Alertmanager and lands as a 'firing' row in the alerts table (via
-#      the aggregator's POST /alerts); restarting the simulator resolves it, in Prometheus,
-#      in Alertmanager and as a 'resolved' row;
+#      Prometheus, reaches Alertmanager, lands as a 'firing' row in the alerts table (via
+#      the aggregator's POST /alerts) and as an e-mail in Mailpit (read through its API: the
+#      recipient, the alert's name in the subject, its summary in the body); restarting the
+#      simulator resolves it, in Prometheus, in Alertmanager, as a 'resolved' row and as a
+#      second e-mail;
+#   4b. Jaeger (through its query API) holds a trace with call-simulator's produce_call span
+#      and the aggregator's aggregate and flush spans under one trace id;
 #   5. every target is up again and the remaining queries return data;
 #   6. scripts/local-down.sh stops everything: no process left, every exit status 0.
 #
@@ -50,7 +55,15 @@ source scripts/lib/local-stack.sh
 
 PROM=http://127.0.0.1:$PROMETHEUS_PORT
 AM=http://127.0.0.1:$ALERTMANAGER_PORT
+MAILPIT=http://127.0.0.1:$MAILPIT_PORT
+JAEGER=http://127.0.0.1:$JAEGER_PORT
 ALERT=FleetE2EServiceDown
+# Where alertmanager/alertmanager.yml sends the on-call mail, and the e2e alert's summary as
+# prometheus/e2e/fast-alerts.yml renders it for the simulator.
+MAIL_TO=oncall@fleetpulse.local
+ALERT_SUMMARY="call-simulator is down (end-to-end test)"
+# The services export their traces to our Jaeger (local-up's default), whatever the shell says.
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
 
 # --- reporting ----------------------------------------------------------------------------
 T0=$(date +%s.%N)
@@ -274,13 +287,50 @@ alerts_table_missing() {
   [ "$(sql "SELECT to_regclass('public.alerts') IS NULL")" = t ]
 }
 webhook_errors() { grep -E 'Notify for alerts failed|webhook' "$LOGS/alertmanager.log" | tail -n 3 || true; }
+email_errors() { grep -E 'Notify for alerts failed|email' "$LOGS/alertmanager.log" | tail -n 3 || true; }
+
+# The e2e alert's mail in Mailpit: STATUS is FIRING or RESOLVED (Alertmanager's subject
+# starts with [FIRING:n] or [RESOLVED]). True once a message to MAIL_TO has that status and
+# the alert's name in its subject and the summary in its body; MAIL_SEEN says what was there.
+MAIL_SEEN=""
+mail_arrived() {
+  local status=$1 list id body
+  list=$(curl -fsS --max-time 5 "$MAILPIT/api/v1/messages?limit=50") || { MAIL_SEEN="Mailpit API unreachable"; return 1; }
+  MAIL_SEEN=$(jq -r '[.messages[] | "\(.Subject) -> \([.To[].Address] | join(","))"] | join("; ")' <<<"$list")
+  for id in $(jq -r --arg s "[$status" --arg a "$ALERT" --arg to "$MAIL_TO" \
+    '.messages[] | select((.Subject | startswith($s)) and (.Subject | contains($a))
+                          and any(.To[]; .Address == $to)) | .ID' <<<"$list"); do
+    body=$(curl -fsS --max-time 5 "$MAILPIT/api/v1/message/$id") || continue
+    jq -e --arg summary "$ALERT_SUMMARY" '(.HTML + .Text) | contains($summary)' <<<"$body" >/dev/null && return 0
+  done
+  return 1
+}
+
+# A trace in Jaeger with call-simulator's produce_call span and the aggregator's aggregate and
+# flush spans: the trace context crossed Kafka. TRACE_ID is the first one found.
+TRACE_ID="" TRACE_SEEN=""
+trace_across_services() {
+  local out
+  out=$(curl -fsS --max-time 10 -G "$JAEGER/api/traces" --data-urlencode service=aggregator \
+    --data-urlencode operation=flush --data-urlencode limit=20 --data-urlencode lookback=1h) ||
+    { TRACE_SEEN="Jaeger's query API unreachable"; return 1; }
+  TRACE_SEEN=$(jq -r '[.data[] | [.spans[] as $s | "\(.processes[$s.processID].serviceName)/\($s.operationName)"]
+                       | unique | join(" ")] | unique | join("; ")' <<<"$out")
+  TRACE_ID=$(jq -r 'first(.data[] | . as $t
+      | [.spans[] | "\($t.processes[.processID].serviceName)/\(.operationName)"] as $names
+      | select(["call-simulator/produce_call", "aggregator/aggregate", "aggregator/flush"]
+               | all(. as $n | $names | index($n)))
+      | .traceID) // empty' <<<"$out")
+  [ -n "$TRACE_ID" ]
+}
 
 # --- 0. preflight -------------------------------------------------------------------------
 step "preflight: tools and a clean state folder"
 missing=()
-for tool in curl jq psql python3 prometheus openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-[ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (apt-get install curl jq postgresql-client python3 prometheus prometheus-alertmanager openssl)"
+for tool in curl jq psql python3 openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+[ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (apt-get install curl jq postgresql-client python3 openssl)"
+# Prometheus, Alertmanager, Mailpit and Jaeger at compose's versions (built once, cached).
+scripts/observability.sh build || fail "scripts/observability.sh could not build the observability stack"
 [ -f prometheus/e2e/fast-alerts.yml ] || fail "prometheus/e2e/fast-alerts.yml is missing"
 scripts/local-down.sh --purge >/dev/null
 passed
@@ -393,7 +443,11 @@ if alerts_table_missing; then
 fi
 poll 30 alert_row_landed firing || fail "no firing row after 30 s. Alertmanager says: $(webhook_errors)"
 check_queries 0 || true # the alert-history queries, while the alert is open
-if grep -q "$ALERT" "$LOGS/smtp-sink.log" 2>/dev/null; then info "the SMTP sink received the alert's mail"; fi
+passed
+
+step "the $ALERT e-mail reaches $MAIL_TO in Mailpit"
+poll 30 mail_arrived FIRING ||
+  fail "no [FIRING] mail for $ALERT to $MAIL_TO with '$ALERT_SUMMARY' after 30 s; Mailpit has: '$MAIL_SEEN'. Alertmanager says: $(email_errors)"
 passed
 
 step "restart call-simulator: $ALERT resolves in Prometheus"
@@ -407,6 +461,18 @@ passed
 
 step "a 'resolved' row for $ALERT lands in the alerts table"
 poll 60 alert_row_landed resolved || fail "no resolved row after 60 s. Alertmanager says: $(webhook_errors)"
+passed
+
+step "the [RESOLVED] e-mail for $ALERT reaches $MAIL_TO in Mailpit"
+poll 30 mail_arrived RESOLVED ||
+  fail "no [RESOLVED] mail for $ALERT to $MAIL_TO after 30 s; Mailpit has: '$MAIL_SEEN'. Alertmanager says: $(email_errors)"
+passed
+
+# --- 4b. traces -----------------------------------------------------------------------------
+step "Jaeger has a trace from call-simulator (produce_call) to the aggregator (aggregate, flush)"
+poll 60 trace_across_services ||
+  fail "no such trace in Jaeger after 60 s; traces of the aggregator's flush hold: '$TRACE_SEEN'"
+info "trace $TRACE_ID: $JAEGER/api/traces/$TRACE_ID"
 passed
 
 # --- 5. after the restart -------------------------------------------------------------------
@@ -432,7 +498,8 @@ for cp in "${pids[@]}"; do
   [ "$rc" = 0 ] || fail "${cp%%:*} exited with status $rc after SIGTERM"
 done
 for port in "$AGGREGATOR_PORT" "$CALL_SIMULATOR_PORT" "$HOST_METRICS_PORT" "$WEB_PROBER_PORT" \
-  "$PROBE_SITE_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"; do
+  "$PROBE_SITE_PORT" "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT" "$SMTP_PORT" "$MAILPIT_PORT" \
+  "$JAEGER_PORT" "$JAEGER_OTLP_PORT"; do
   tcp_open 127.0.0.1 "$port" && fail "port $port still accepts connections"
 done
 info "stopped: ${pids[*]%%:*}"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole fleet without Docker, on 127.0.0.1, with the same configuration files as
-# docker-compose.yml: prometheus/ and alertmanager/ are copied into the state folder with the
-# compose hostnames rewritten (aggregator:6066 -> 127.0.0.1:6066, mailpit:1025 -> the local
-# SMTP sink, ...).
+# docker-compose.yml and the same versions of the third-party programs (deploy/versions.env):
+# prometheus/ and alertmanager/ are copied into the state folder with the compose hostnames
+# rewritten (aggregator:6066 -> 127.0.0.1:6066, mailpit:1025 -> 127.0.0.1:1025, ...);
+# jaeger/config.yaml is used as it is. Prometheus, Alertmanager, Mailpit and Jaeger are built
+# from their Go modules on first use (scripts/observability.sh: about 9 minutes, once).
 #
 #   scripts/local-up.sh                   # start whatever is not running yet
 #   scripts/local-up.sh call-simulator    # start one component (and what it needs), e.g.
@@ -10,8 +12,8 @@
 #   FLEET_BIN_DIR=target/debug scripts/local-up.sh   # binaries already built
 #   scripts/local-down.sh                 # stop what this started
 #
-# Components, in start order: smtp-sink (python3 smtpd, mails logged to logs/smtp-sink.log),
-# kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
+# Components, in start order: mailpit (SMTP for Alertmanager's mails; its API and web UI on
+# FLEET_MAILPIT_PORT), jaeger (OTLP from the services; query API on FLEET_JAEGER_PORT), kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
 # run by scripts/kafka.sh with its data in the state folder's kafka/; without Java and Maven, or
 # with FLEET_KAFKA=devbroker, devbroker, librdkafka's in-memory mock cluster), postgres (a
 # private cluster, only when no server is found), aggregator, call-simulator, host-metrics (samples this machine),
@@ -35,8 +37,10 @@
 #   FLEET_SCRAPE_INTERVAL    e.g. 2s: scrape and rule evaluation interval (and scrape timeout)
 #   FLEET_EXTRA_RULES        extra rule files (space or colon separated), loaded with the rest
 #   FLEET_FAST_ALERTS=1      Alertmanager group_wait and group_interval 1s (for the e2e)
-#   RUST_LOG, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT and every other service setting are
-#   passed through to the services unchanged (e.g. SAMPLE_INTERVAL_SECS=1 for host-metrics,
+#   OTEL_EXPORTER_OTLP_ENDPOINT  where the services send their traces (default: our Jaeger, as
+#                            in compose; set it empty for no export)
+#   RUST_LOG, LOG_FORMAT and every other service setting are passed through to the services
+#   unchanged (e.g. SAMPLE_INTERVAL_SECS=1 for host-metrics,
 #   PROBE_INTERVAL_SECS=5 for web-prober). PROBE_TARGETS_FILE replaces the generated targets
 #   file; PROBE_CA_FILE replaces probe-site's certificate as the extra CA.
 set -euo pipefail
@@ -49,12 +53,12 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; }
 declare -A WANT=()
 add_with_deps() {
   case $1 in
-    smtp-sink | kafka | postgres) ;;
-    aggregator) add_with_deps kafka; add_with_deps postgres ;;
-    call-simulator | host-metrics) add_with_deps kafka ;;
+    mailpit | jaeger | kafka | postgres) ;;
+    aggregator) add_with_deps jaeger; add_with_deps kafka; add_with_deps postgres ;;
+    call-simulator | host-metrics) add_with_deps jaeger; add_with_deps kafka ;;
     probe-site) ;;
-    web-prober) add_with_deps kafka; add_with_deps probe-site ;;
-    alertmanager) add_with_deps smtp-sink ;;
+    web-prober) add_with_deps jaeger; add_with_deps kafka; add_with_deps probe-site ;;
+    alertmanager) add_with_deps mailpit ;;
     prometheus) add_with_deps alertmanager ;;
     *) die "unknown component '$1' (known: ${COMPONENTS[*]})" ;;
   esac
@@ -99,29 +103,35 @@ need_bin() {
   [ -x "$BIN_DIR/$1" ] || die "$BIN_DIR/$1 is missing (build it, or set FLEET_BIN_DIR)"
 }
 
-# --- SMTP sink (stands for mailpit) -----------------------------------------------------
-SMTP_SINK_PY='
-import asyncore, signal, smtpd, sys
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-smtpd.DebuggingServer(("127.0.0.1", int(sys.argv[1])), None, decode_data=True)
-print("smtp-sink: listening on 127.0.0.1:%s, mails are printed below" % sys.argv[1], flush=True)
-asyncore.loop()
-'
-ensure_smtp_sink() {
-  pid_of smtp-sink >/dev/null && return
-  if ! python3 -W ignore -c 'import smtpd' 2>/dev/null; then
-    warn "python3 has no smtpd module (it left in Python 3.12): no SMTP sink, Alertmanager's mails will fail"
-    return
-  fi
-  ensure_port_free smtp-sink "$SMTP_PORT" FLEET_SMTP_PORT
-  # The interpreter itself, not a wrapper such as pyenv's shim, so that its pid is tracked.
-  start_detached smtp-sink "$(python3 -c 'import sys; print(sys.executable)')" -u -W ignore::DeprecationWarning -c "$SMTP_SINK_PY" "$SMTP_PORT"
-  local deadline=$(($(now) + 10))
-  until tcp_open 127.0.0.1 "$SMTP_PORT"; do
-    pid_of smtp-sink >/dev/null || { log_tail smtp-sink >&2; die "smtp-sink exited"; }
-    [ "$(now)" -lt "$deadline" ] || die "smtp-sink not listening on $SMTP_PORT after 10 s"
-    sleep 0.1
-  done
+# --- Mailpit and Jaeger -------------------------------------------------------------------
+# Mailpit: Alertmanager's SMTP server; the mails are read in its web UI or API. Kept in the
+# state folder's mailpit/ across restarts (compose keeps them in memory).
+ensure_mailpit() {
+  pid_of mailpit >/dev/null && return
+  local bin
+  bin=$(obs_bin mailpit)
+  ensure_port_free mailpit "$SMTP_PORT" FLEET_SMTP_PORT
+  ensure_port_free mailpit "$MAILPIT_PORT" FLEET_MAILPIT_PORT
+  mkdir -p "$STATE/mailpit"
+  start_detached mailpit "$bin" --smtp "127.0.0.1:$SMTP_PORT" --listen "127.0.0.1:$MAILPIT_PORT" \
+    --database "$STATE/mailpit/mailpit.db" --disable-version-check --smtp-disable-rdns
+  wait_ready mailpit "http://127.0.0.1:$MAILPIT_PORT/readyz"
+}
+
+# Jaeger v2 with compose's jaeger/config.yaml, on 127.0.0.1; traces in memory.
+ensure_jaeger() {
+  pid_of jaeger >/dev/null && return
+  local bin
+  bin=$(obs_bin jaeger)
+  ensure_port_free jaeger "$JAEGER_PORT" FLEET_JAEGER_PORT
+  ensure_port_free jaeger "$JAEGER_OTLP_PORT" FLEET_JAEGER_OTLP_PORT
+  ensure_port_free jaeger "$JAEGER_HEALTH_PORT" FLEET_JAEGER_HEALTH_PORT
+  (
+    export JAEGER_LISTEN_HOST=127.0.0.1 JAEGER_QUERY_PORT=$JAEGER_PORT \
+      JAEGER_OTLP_GRPC_PORT=$JAEGER_OTLP_PORT JAEGER_HEALTH_PORT
+    start_detached jaeger "$bin" --config "$REPO/jaeger/config.yaml"
+  )
+  wait_ready jaeger "http://127.0.0.1:$JAEGER_HEALTH_PORT/status"
 }
 
 # --- Kafka --------------------------------------------------------------------------------
@@ -367,10 +377,8 @@ render_prometheus() {
     warn "prometheus.yml names compose-only hosts; those targets stay down here:"
     grep -nE '\b(grafana|jaeger|mailpit|kafka|postgres):[0-9]+' "$dst/prometheus.yml" >&2 || true
   fi
-  if command -v promtool >/dev/null; then
-    promtool check config "$dst/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
-      { cat "$LOGS/promtool.log" >&2; die "promtool rejects the rendered $dst/prometheus.yml"; }
-  fi
+  "$(obs_bin promtool)" check config "$dst/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
+    { cat "$LOGS/promtool.log" >&2; die "promtool rejects the rendered $dst/prometheus.yml"; }
 }
 
 render_alertmanager() {
@@ -383,21 +391,15 @@ render_alertmanager() {
     set_yaml_key "$dst/alertmanager.yml" route group_interval 1s
   fi
   localize_all "$dst"
-  if command -v amtool >/dev/null; then
-    amtool check-config "$dst/alertmanager.yml" >"$LOGS/amtool.log" 2>&1 ||
-      { cat "$LOGS/amtool.log" >&2; die "amtool rejects the rendered $dst/alertmanager.yml"; }
-  fi
-}
-
-alertmanager_bin() {
-  command -v prometheus-alertmanager || command -v alertmanager ||
-    die "no Alertmanager: apt-get install prometheus-alertmanager"
+  "$(obs_bin amtool)" check-config "$dst/alertmanager.yml" >"$LOGS/amtool.log" 2>&1 ||
+    { cat "$LOGS/amtool.log" >&2; die "amtool rejects the rendered $dst/alertmanager.yml"; }
 }
 
 # ensure_monitor NAME PORT: (re)renders the configuration; starts NAME, or reloads it when it
 # already runs, so that edited rules take effect.
 ensure_monitor() {
   local name=$1 port=$2 bin
+  bin=$(obs_bin "$name")
   "render_$name"
   if pid_of "$name" >/dev/null; then
     curl -fsS -X POST --max-time 5 "http://127.0.0.1:$port/-/reload" >/dev/null ||
@@ -406,15 +408,13 @@ ensure_monitor() {
   fi
   ensure_port_free "$name" "$port" "FLEET_${name^^}_PORT"
   if [ "$name" = prometheus ]; then
-    command -v prometheus >/dev/null || die "no Prometheus: apt-get install prometheus"
-    start_detached prometheus "$(command -v prometheus)" \
+    start_detached prometheus "$bin" \
       --config.file="$STATE/prometheus/config/prometheus.yml" \
       --storage.tsdb.path="$STATE/prometheus/data" \
       --storage.tsdb.retention.time=2d \
       --web.listen-address="127.0.0.1:$port" \
       --web.enable-lifecycle
   else
-    bin=$(alertmanager_bin)
     start_detached alertmanager "$bin" \
       --config.file="$STATE/alertmanager/config/alertmanager.yml" \
       --storage.path="$STATE/alertmanager/data" \
@@ -441,6 +441,8 @@ start_service() {
   (
     # Plain text logs in the log files (tracing honours NO_COLOR).
     export METRICS_ADDR="127.0.0.1:$port" KAFKA_BOOTSTRAP_SERVERS="$KAFKA" NO_COLOR="${NO_COLOR:-1}"
+    # Traces to our Jaeger, as compose sends them to its own; an explicit empty value: none.
+    export OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT-http://127.0.0.1:$JAEGER_OTLP_PORT}"
     for kv in "$@"; do export "${kv?}"; done
     start_detached "$name" "$BIN_DIR/$name"
   )
@@ -583,7 +585,8 @@ print_table() {
   for c in "${COMPONENTS[@]}"; do
     pid=$(pid_of "$c") || continue
     case $c in
-      smtp-sink) url="smtp://127.0.0.1:$SMTP_PORT (mails in the log)" ;;
+      mailpit) url="http://127.0.0.1:$MAILPIT_PORT (SMTP on $SMTP_PORT)" ;;
+      jaeger) url="http://127.0.0.1:$JAEGER_PORT (OTLP on $JAEGER_OTLP_PORT)" ;;
       kafka) url="kafka: $(cat "$RUN/kafka.bootstrap" 2>/dev/null) ($STACK_KAFKA_MODE)" ;;
       postgres) url="postgres://postgres@127.0.0.1:$PG_PORT" ;;
       aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
@@ -602,7 +605,8 @@ print_table() {
 }
 
 # --- main -------------------------------------------------------------------------------
-[ -z "${WANT[smtp-sink]:-}" ] || ensure_smtp_sink
+[ -z "${WANT[mailpit]:-}" ] || ensure_mailpit
+[ -z "${WANT[jaeger]:-}" ] || ensure_jaeger
 if [ -n "${WANT[kafka]:-}" ]; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
 if [ -n "${WANT[postgres]:-}" ]; then ensure_database; else DB_URL=$STACK_DATABASE_URL; fi
 save_stack_env

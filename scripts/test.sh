@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine, installs what the suite needs, makes sure a
-# PostgreSQL server is up, then runs formatting, lint, every test, the config checks
-# (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end run of the native
-# stack. Fails on any failure.
+# PostgreSQL server is up, starts Apache Kafka, builds the observability stack at compose's
+# versions (once: about 9 minutes, then cached), then runs formatting, lint, every test, the
+# config checks (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end run
+# of the native stack. Fails on any failure.
 #
 #   scripts/test.sh            # everything
 #   TEST_DATABASE_URL=postgres://user@host:5432/postgres scripts/test.sh   # another server
@@ -23,8 +24,6 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl) # the e2e's probe-site certificate
 command -v jq >/dev/null || need+=(jq)
 command -v shellcheck >/dev/null || need+=(shellcheck)
-command -v promtool >/dev/null || need+=(prometheus)
-command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v kcat >/dev/null || need+=(kcat)
 # Apache Kafka runs natively on Java 17 and is fetched with Maven (scripts/kafka.sh).
@@ -39,6 +38,9 @@ if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+# Prometheus, Alertmanager, Mailpit and Jaeger are built from their Go modules (Debian's Go is
+# too old for them): the machine's Go is needed.
+command -v go >/dev/null || { echo "error: go not found: scripts/observability.sh builds Prometheus, Alertmanager, Mailpit and Jaeger with it" >&2; exit 1; }
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
@@ -69,6 +71,8 @@ log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
 
 # --- Apache Kafka ---------------------------------------------------------------------------
 log "versions: deploy/versions.env against docker-compose.yml"
+# shellcheck source=deploy/versions.env
+. deploy/versions.env
 scripts/check-versions.sh
 # One broker for the run; every test makes its own topics and group on it (tests that kill or
 # secure a broker start one of their own with scripts/kafka.sh). TEST_KAFKA_BOOTSTRAP_SERVERS
@@ -95,6 +99,8 @@ cargo test --workspace --locked --doc
 log "shellcheck"
 # SC1091: sourced helpers are followed with -x from the repository root.
 shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh scripts/*.sh scripts/lib/*.sh
+log "Prometheus $PROMETHEUS_VERSION, Alertmanager $ALERTMANAGER_VERSION, Mailpit $MAILPIT_VERSION, Jaeger $JAEGER_VERSION (built once from their Go modules)"
+scripts/observability.sh build
 log "Prometheus, Alertmanager and Grafana configs"
 scripts/check-configs.sh
 log "docker-compose.yml against the Compose Specification"

@@ -13,9 +13,12 @@
 #   FLEET_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 15)
 #   FLEET_AGGREGATOR_PORT, FLEET_CALL_SIMULATOR_PORT, FLEET_HOST_METRICS_PORT,
 #   FLEET_WEB_PROBER_PORT, FLEET_PROBE_SITE_PORT, FLEET_PROMETHEUS_PORT,
-#   FLEET_ALERTMANAGER_PORT, FLEET_SMTP_PORT
-#                          local ports (6066, 6067, 6068, 6069, 8443, 9090, 9093, 1025); all
-#                          bound to 127.0.0.1
+#   FLEET_ALERTMANAGER_PORT, FLEET_SMTP_PORT, FLEET_MAILPIT_PORT, FLEET_JAEGER_PORT,
+#   FLEET_JAEGER_OTLP_PORT, FLEET_JAEGER_HEALTH_PORT
+#                          local ports (6066, 6067, 6068, 6069, 8443, 9090, 9093, 1025, 8025,
+#                          16686, 4317, 13133); all bound to 127.0.0.1. Jaeger's other
+#                          listeners take the JAEGER_* variables of jaeger/config.yaml
+#                          (defaults 4318, 16685, 8888)
 #   FLEET_PG_PORT          port of the private PostgreSQL cluster, when one is needed (55432)
 #   FLEET_KAFKA_PORT       Apache Kafka's plaintext listener, when local-up starts it (9092)
 
@@ -34,14 +37,20 @@ WEB_PROBER_PORT=${FLEET_WEB_PROBER_PORT:-6069}
 PROBE_SITE_PORT=${FLEET_PROBE_SITE_PORT:-8443}
 PROMETHEUS_PORT=${FLEET_PROMETHEUS_PORT:-9090}
 ALERTMANAGER_PORT=${FLEET_ALERTMANAGER_PORT:-9093}
+# Mailpit: SMTP (Alertmanager's mails) and its web UI / API.
 SMTP_PORT=${FLEET_SMTP_PORT:-1025}
+MAILPIT_PORT=${FLEET_MAILPIT_PORT:-8025}
+# Jaeger: the UI / query API, OTLP gRPC (the services export to it) and its health check.
+JAEGER_PORT=${FLEET_JAEGER_PORT:-16686}
+JAEGER_OTLP_PORT=${FLEET_JAEGER_OTLP_PORT:-4317}
+JAEGER_HEALTH_PORT=${FLEET_JAEGER_HEALTH_PORT:-13133}
 PG_PORT=${FLEET_PG_PORT:-55432}
 KAFKA_PORT=${FLEET_KAFKA_PORT:-9092}
 START_TIMEOUT=${FLEET_START_TIMEOUT:-60}
 STOP_TIMEOUT=${FLEET_STOP_TIMEOUT:-15}
 
 # Start order; local-down stops in reverse.
-COMPONENTS=(smtp-sink kafka postgres aggregator call-simulator host-metrics probe-site web-prober
+COMPONENTS=(mailpit jaeger kafka postgres aggregator call-simulator host-metrics probe-site web-prober
   alertmanager prometheus)
 
 say() { printf '==> %s\n' "$*"; }
@@ -50,10 +59,15 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 now() { date +%s; }
 
+# obs_bin PROGRAM: the natively built prometheus, promtool, alertmanager, amtool, mailpit or
+# jaeger at deploy/versions.env's version (built on first use: scripts/observability.sh).
+obs_bin() { "$REPO/scripts/observability.sh" path "$1"; }
+
 # Every numeric setting is checked before anything starts: one line naming the bad value.
 for setting in FLEET_AGGREGATOR_PORT FLEET_CALL_SIMULATOR_PORT FLEET_HOST_METRICS_PORT \
   FLEET_WEB_PROBER_PORT FLEET_PROBE_SITE_PORT FLEET_PROMETHEUS_PORT FLEET_ALERTMANAGER_PORT \
-  FLEET_SMTP_PORT FLEET_PG_PORT FLEET_KAFKA_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
+  FLEET_SMTP_PORT FLEET_MAILPIT_PORT FLEET_JAEGER_PORT FLEET_JAEGER_OTLP_PORT \
+  FLEET_JAEGER_HEALTH_PORT FLEET_PG_PORT FLEET_KAFKA_PORT FLEET_START_TIMEOUT FLEET_STOP_TIMEOUT; do
   value=${!setting:-}
   if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]{0,4}$ && $value -le 65535 ]]; then
     die "invalid value '$value' for $setting: expected a number from 1 to 65535"
