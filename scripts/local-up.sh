@@ -12,8 +12,9 @@
 #   FLEET_BIN_DIR=target/debug scripts/local-up.sh   # binaries already built
 #   scripts/local-down.sh                 # stop what this started
 #
-# Components, in start order: mailpit (SMTP for Alertmanager's mails; its API and web UI on
-# FLEET_MAILPIT_PORT), jaeger (OTLP from the services; query API on FLEET_JAEGER_PORT), kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
+# Components, in start order: mailpit (SMTP for Alertmanager's mails; its API on
+# FLEET_MAILPIT_PORT), jaeger (OTLP from the services; its query API on FLEET_JAEGER_PORT),
+# kafka (unless KAFKA_BOOTSTRAP_SERVERS answers: Apache Kafka at deploy/versions.env's version,
 # run by scripts/kafka.sh with its data in the state folder's kafka/; without Java and Maven, or
 # with FLEET_KAFKA=devbroker, devbroker, librdkafka's in-memory mock cluster), postgres (a
 # private cluster, only when no server is found), aggregator, call-simulator, host-metrics (samples this machine),
@@ -104,8 +105,9 @@ need_bin() {
 }
 
 # --- Mailpit and Jaeger -------------------------------------------------------------------
-# Mailpit: Alertmanager's SMTP server; the mails are read in its web UI or API. Kept in the
-# state folder's mailpit/ across restarts (compose keeps them in memory).
+# Mailpit: Alertmanager's SMTP server; the mails are read through its API (natively there is
+# no web UI: README). Kept in the state folder's mailpit/ across restarts (compose keeps them
+# in memory).
 ensure_mailpit() {
   pid_of mailpit >/dev/null && return
   local bin
@@ -377,7 +379,9 @@ render_prometheus() {
     warn "prometheus.yml names compose-only hosts; those targets stay down here:"
     grep -nE '\b(grafana|jaeger|mailpit|kafka|postgres):[0-9]+' "$dst/prometheus.yml" >&2 || true
   fi
-  "$(obs_bin promtool)" check config "$dst/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
+  local promtool
+  promtool=$(obs_bin promtool)
+  "$promtool" check config "$dst/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
     { cat "$LOGS/promtool.log" >&2; die "promtool rejects the rendered $dst/prometheus.yml"; }
 }
 
@@ -391,7 +395,9 @@ render_alertmanager() {
     set_yaml_key "$dst/alertmanager.yml" route group_interval 1s
   fi
   localize_all "$dst"
-  "$(obs_bin amtool)" check-config "$dst/alertmanager.yml" >"$LOGS/amtool.log" 2>&1 ||
+  local amtool
+  amtool=$(obs_bin amtool)
+  "$amtool" check-config "$dst/alertmanager.yml" >"$LOGS/amtool.log" 2>&1 ||
     { cat "$LOGS/amtool.log" >&2; die "amtool rejects the rendered $dst/alertmanager.yml"; }
 }
 
@@ -581,12 +587,13 @@ start_web_prober() {
 
 print_table() {
   local c pid url
-  printf '\n%-15s %-8s %-45s %s\n' component pid address log
+  printf '\n%-15s %-8s %-62s %s\n' component pid address log
   for c in "${COMPONENTS[@]}"; do
     pid=$(pid_of "$c") || continue
     case $c in
-      mailpit) url="http://127.0.0.1:$MAILPIT_PORT (SMTP on $SMTP_PORT)" ;;
-      jaeger) url="http://127.0.0.1:$JAEGER_PORT (OTLP on $JAEGER_OTLP_PORT)" ;;
+      # Natively without the web UIs their Go modules lack (README): the APIs.
+      mailpit) url="http://127.0.0.1:$MAILPIT_PORT/api/v1/messages (SMTP on $SMTP_PORT)" ;;
+      jaeger) url="http://127.0.0.1:$JAEGER_PORT/api/traces (OTLP on $JAEGER_OTLP_PORT)" ;;
       kafka) url="kafka: $(cat "$RUN/kafka.bootstrap" 2>/dev/null) ($STACK_KAFKA_MODE)" ;;
       postgres) url="postgres://postgres@127.0.0.1:$PG_PORT" ;;
       aggregator) url="http://127.0.0.1:$AGGREGATOR_PORT/metrics" ;;
@@ -595,9 +602,9 @@ print_table() {
       probe-site) url="https://localhost:$PROBE_SITE_PORT/health" ;;
       web-prober) url="http://127.0.0.1:$WEB_PROBER_PORT/metrics" ;;
       alertmanager) url="http://127.0.0.1:$ALERTMANAGER_PORT" ;;
-      prometheus) url="http://127.0.0.1:$PROMETHEUS_PORT" ;;
+      prometheus) url="http://127.0.0.1:$PROMETHEUS_PORT/api/v1/alerts" ;;
     esac
-    printf '%-15s %-8s %-45s %s\n' "$c" "$pid" "$url" "$LOGS/$c.log"
+    printf '%-15s %-8s %-62s %s\n' "$c" "$pid" "$url" "$LOGS/$c.log"
   done
   [ "$STACK_KAFKA_MODE" != external ] || printf '%-15s %-8s %s\n' kafka - "$KAFKA"
   printf '%-15s %-8s %s\n' database - "$DB_URL"
