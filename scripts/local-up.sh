@@ -4,7 +4,7 @@
 # prometheus/ and alertmanager/ are copied into the state folder with the compose hostnames
 # rewritten (aggregator:6066 -> 127.0.0.1:6066, mailpit:1025 -> 127.0.0.1:1025, ...);
 # jaeger/config.yaml is used as it is. Prometheus, Alertmanager, Mailpit and Jaeger are built
-# from their Go modules on first use (scripts/observability.sh: about 9 minutes, once).
+# from their Go modules on first use (scripts/observability.sh: about 8 minutes, once).
 #
 #   scripts/local-up.sh                   # start whatever is not running yet
 #   scripts/local-up.sh call-simulator    # start one component (and what it needs), e.g.

@@ -16,7 +16,8 @@
 # Jaeger cannot be `go install`ed (replace directives in its go.mod), so deploy/jaeger/go.mod
 # pins it and its dependencies as a Go tool and it is built from there. Versions are stamped
 # with -ldflags as their release builds do, so `--version` and /api/v1/status/buildinfo say
-# what runs. First build on 2 cores: about 9 minutes (Prometheus 3.5, Jaeger 2.7, the rest 1).
+# what runs. First build on 2 cores from empty Go caches: 7 min 48 s (in minutes: Prometheus 4, Jaeger
+# 2.7, the rest 1), downloads included.
 #
 # Settings: FLEET_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/fleetpulse).
 set -euo pipefail

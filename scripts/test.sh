@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine, installs what the suite needs, makes sure a
 # PostgreSQL server is up, starts Apache Kafka, builds the observability stack at compose's
-# versions (once: about 9 minutes, then cached), then runs formatting, lint, every test, the
+# versions (once: about 8 minutes, then cached), then runs formatting, lint, every test, the
 # config checks (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end run
 # of the native stack. Fails on any failure.
 #
