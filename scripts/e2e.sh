@@ -22,7 +22,8 @@
 #   4. the e2e alert (prometheus/e2e/fast-alerts.yml) on a stopped call-simulator fires in
 #      Prometheus, reaches Alertmanager, lands as a 'firing' row in the alerts table (via
 #      the aggregator's POST /alerts) and as an e-mail in Mailpit (read through its API: the
-#      recipient, the alert's name in the subject, its summary in the body); restarting the
+#      recipient, the alert's name in the subject, its summary in the body), while a POST
+#      /alerts without Alertmanager's bearer token gets 401 and stores nothing; restarting the
 #      simulator resolves it, in Prometheus, in Alertmanager, as a 'resolved' row and as a
 #      second e-mail;
 #   4b. Jaeger (through its query API) holds a trace with call-simulator's produce_call span
@@ -443,6 +444,18 @@ if alerts_table_missing; then
 fi
 poll 30 alert_row_landed firing || fail "no firing row after 30 s. Alertmanager says: $(webhook_errors)"
 check_queries 0 || true # the alert-history queries, while the alert is open
+passed
+
+step "POST /alerts without Alertmanager's token is refused and stores nothing"
+# A valid notification: stored, were it let in.
+forged='{"version":"4","receiver":"oncall","status":"firing","alerts":[{"status":"firing",
+  "labels":{"alertname":"E2EForged"},"startsAt":"2026-01-01T00:00:00Z"}]}'
+for auth in "" "Authorization: Bearer not-the-token-0123456789"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'content-type: application/json' \
+    ${auth:+-H "$auth"} --data "$forged" "http://127.0.0.1:$AGGREGATOR_PORT/alerts")
+  [ "$code" = 401 ] || fail "POST /alerts with '${auth:-no Authorization header}' answered $code, not 401"
+done
+[ "$(sql "SELECT count(*) FROM alerts WHERE alertname = 'E2EForged'")" = 0 ] || fail "a refused POST /alerts stored a row"
 passed
 
 step "the $ALERT e-mail reaches $MAIL_TO in Mailpit"

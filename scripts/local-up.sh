@@ -38,6 +38,9 @@
 #   FLEET_SCRAPE_INTERVAL    e.g. 2s: scrape and rule evaluation interval (and scrape timeout)
 #   FLEET_EXTRA_RULES        extra rule files (space or colon separated), loaded with the rest
 #   FLEET_FAST_ALERTS=1      Alertmanager group_wait and group_interval 1s (for the e2e)
+#   ALERTS_TOKEN             the bearer token of the aggregator's POST /alerts (default: one
+#                            generated once into the state folder's secrets/alerts_token,
+#                            which Alertmanager reads)
 #   OTEL_EXPORTER_OTLP_ENDPOINT  where the services send their traces (default: our Jaeger, as
 #                            in compose; set it empty for no export)
 #   RUST_LOG, LOG_FORMAT and every other service setting are passed through to the services
@@ -291,6 +294,23 @@ save_stack_env() {
   } >"$STACK_ENV"
 }
 
+# --- the webhook token ----------------------------------------------------------------------
+# POST /alerts requires a bearer token, as in compose: ALERTS_TOKEN from the shell, else one
+# generated once into the state folder. The aggregator gets it at start, Alertmanager reads
+# the file (compose's /run/secrets/alerts_token, rewritten).
+ALERTS_TOKEN_FILE=$STATE/secrets/alerts_token
+ensure_alerts_token() {
+  (
+    umask 077
+    mkdir -p "$STATE/secrets"
+    if [ -n "${ALERTS_TOKEN:-}" ]; then
+      printf '%s' "$ALERTS_TOKEN" >"$ALERTS_TOKEN_FILE"
+    elif [ ! -s "$ALERTS_TOKEN_FILE" ]; then
+      od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"$ALERTS_TOKEN_FILE"
+    fi
+  )
+}
+
 # --- Prometheus and Alertmanager configuration ------------------------------------------
 # Compose hostnames -> this machine. host-metrics runs on the host's network in compose, so
 # Prometheus reaches it as host.docker.internal:6068 (host-metrics:6068 is accepted too).
@@ -304,6 +324,7 @@ localize() {
     -e "s#\\bprometheus:9090\\b#127.0.0.1:$PROMETHEUS_PORT#g" \
     -e "s#\\balertmanager:9093\\b#127.0.0.1:$ALERTMANAGER_PORT#g" \
     -e "s#\\bmailpit:1025\\b#127.0.0.1:$SMTP_PORT#g" \
+    -e "s#/run/secrets/alerts_token#$ALERTS_TOKEN_FILE#g" \
     "$@"
 }
 
@@ -617,7 +638,9 @@ print_table() {
 if [ -n "${WANT[kafka]:-}" ]; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
 if [ -n "${WANT[postgres]:-}" ]; then ensure_database; else DB_URL=$STACK_DATABASE_URL; fi
 save_stack_env
-[ -z "${WANT[aggregator]:-}" ] || start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL"
+[ -z "${WANT[aggregator]:-}${WANT[alertmanager]:-}" ] || ensure_alerts_token
+[ -z "${WANT[aggregator]:-}" ] ||
+  start_service aggregator "$AGGREGATOR_PORT" DATABASE_URL="$DB_URL" ALERTS_TOKEN="$(<"$ALERTS_TOKEN_FILE")"
 [ -z "${WANT[call-simulator]:-}" ] || start_service call-simulator "$CALL_SIMULATOR_PORT"
 [ -z "${WANT[host-metrics]:-}" ] || start_service host-metrics "$HOST_METRICS_PORT"
 [ -z "${WANT[probe-site]:-}" ] || ensure_probe_site

@@ -68,6 +68,13 @@ if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null
 fi
 log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
+# TLS for the test that connects with sslmode=verify-full: a test CA and a certificate for
+# `localhost` (not 127.0.0.1, so that a wrong host name can be shown), made once, on the local
+# cluster. With another TEST_DATABASE_URL, set TEST_PG_TLS_CA to the CA of its certificate.
+if [ -z "${TEST_PG_TLS_CA:-}" ] && [ "$TEST_DATABASE_URL" = postgres://postgres@127.0.0.1:5432/postgres ]; then
+  scripts/pg-test-tls.sh
+  export TEST_PG_TLS_CA=/etc/postgresql/fleet-test-tls/ca.pem
+fi
 
 # --- Apache Kafka ---------------------------------------------------------------------------
 log "versions: deploy/versions.env against docker-compose.yml"

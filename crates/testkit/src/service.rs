@@ -69,6 +69,11 @@ impl Service {
         }
     }
 
+    /// The port of its HTTP endpoint (`METRICS_ADDR`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `(status, body)` of `GET path`, or `None` while nothing answers.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.port, path)
@@ -180,9 +185,26 @@ impl Drop for Service {
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: enough for `/metrics` and `/readyz`.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(
+        port,
+        &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"),
+    )
+}
+
+/// A plain HTTP/1.0 POST of a JSON `body` with an `Authorization` header; the status.
+pub fn http_post(port: u16, path: &str, authorization: &str, body: &str) -> Option<u16> {
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_request(port, &request).map(|(status, _)| status)
+}
+
+fn http_request(port: u16, request: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;

@@ -4,18 +4,24 @@
 //!
 //! Answers 200 once stored, 400 for a body that is not an Alertmanager notification (retrying
 //! would not help), and 503 while PostgreSQL is unreachable, so that Alertmanager retries.
+//! With a token set, a request without `Authorization: Bearer <token>` gets 401 before its body
+//! is read; a body above the size limit gets 413. Both are counted, neither stores anything.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use prometheus::IntCounterVec;
 use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
 
 use crate::store::AlertStore;
 
@@ -108,18 +114,100 @@ fn json_object(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
 }
 
+/// The values of `aggregator_alerts_received_total`'s `status` label.
+pub const STATUSES: [&str; 5] = ["firing", "resolved", "rejected", "unauthorized", "oversize"];
+
+/// Why a bearer token cannot be used; the token itself is never part of the message.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadToken {
+    #[error("ALERTS_TOKEN is shorter than {MIN_TOKEN_LEN} characters (value not shown)")]
+    Short,
+    #[error(
+        "ALERTS_TOKEN has a character a bearer token cannot carry (letters, digits and -._~+/= only; value not shown)"
+    )]
+    Character,
+}
+
+/// The shortest token accepted: 16 characters (`./dc-up.sh` generates 36).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A token that can travel in `Authorization: Bearer` (RFC 6750's b64token) and is not
+/// trivially guessed.
+pub fn check_token(token: &str) -> Result<(), BadToken> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(BadToken::Short);
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !token.chars().all(allowed) {
+        return Err(BadToken::Character);
+    }
+    Ok(())
+}
+
+/// True when `headers` carry `Authorization: Bearer <token>`. The scheme is case-insensitive
+/// (RFC 7235); the token is compared in constant time, so that the time of a refusal does not
+/// tell how much of a guess was right.
+pub fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, presented) = value.split_at(space);
+    scheme.eq_ignore_ascii_case(b"Bearer") && presented.trim_ascii().ct_eq(token).into()
+}
+
+/// Who may post and how much.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The bearer token required; `None`: anyone who reaches the port.
+    pub token: Option<String>,
+    /// Largest body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
 #[derive(Clone)]
 struct AlertState {
     store: AlertStore,
     /// `aggregator_alerts_received_total{status}`.
     received: IntCounterVec,
+    token: Option<Arc<[u8]>>,
+    max_body_bytes: usize,
 }
 
 /// The `POST /alerts` route.
-pub fn router(store: AlertStore, received: IntCounterVec) -> Router {
+pub fn router(store: AlertStore, received: IntCounterVec, access: Access) -> Router {
+    let state = AlertState {
+        store,
+        received,
+        token: access.token.map(|t| Arc::from(t.into_bytes())),
+        max_body_bytes: access.max_body_bytes,
+    };
+    // Layers wrap what is above them: the token is checked first, before any body is read.
     Router::new()
         .route("/alerts", post(receive))
-        .with_state(AlertState { store, received })
+        .layer(DefaultBodyLimit::max(access.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn authenticate(State(state): State<AlertState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token
+        && !authorized(request.headers(), token)
+    {
+        state.received.with_label_values(&["unauthorized"]).inc();
+        // Debug only: whoever sends them decides how many there are.
+        tracing::debug!("alert notification without the right bearer token refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn receive(
@@ -133,6 +221,17 @@ async fn receive(
     };
     let notification = match body {
         Ok(Json(notification)) => notification,
+        Err(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            state.received.with_label_values(&["oversize"]).inc();
+            tracing::warn!(
+                limit = state.max_body_bytes,
+                "alert notification above ALERTS_MAX_BODY_BYTES refused"
+            );
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body above {} bytes\n", state.max_body_bytes),
+            );
+        }
         Err(err) => return rejected(err.body_text()),
     };
     let rows = match rows(&notification) {

@@ -49,6 +49,17 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// Bearer token `POST /alerts` requires (Alertmanager sends it through its webhook's
+    /// `http_config.authorization`); at least 16 characters. Unset: the endpoint accepts
+    /// notifications from anyone who reaches the port, and the aggregator warns at start.
+    #[arg(long, env = "ALERTS_TOKEN", hide_env_values = true)]
+    pub alerts_token: Option<String>,
+
+    /// Largest `POST /alerts` body accepted, in bytes; a larger one gets 413.
+    #[arg(long, env = "ALERTS_MAX_BODY_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
+    pub alerts_max_body_bytes: u32,
+
     /// Maximum PostgreSQL connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(2..=256))]

@@ -59,6 +59,12 @@ impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let topics = config.topics().map_err(anyhow::Error::msg)?;
+        match &config.alerts_token {
+            Some(token) => alerts::check_token(token)?,
+            None => tracing::warn!(
+                "ALERTS_TOKEN is not set: POST /alerts stores notifications from anyone who can reach this port"
+            ),
+        }
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::register(&endpoint.registry, &topics)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
@@ -94,6 +100,10 @@ impl Application {
         let alerts = alerts::router(
             store::AlertStore::new(pool.clone()),
             metrics.alerts_received.clone(),
+            alerts::Access {
+                token: config.alerts_token.clone(),
+                max_body_bytes: config.alerts_max_body_bytes as usize,
+            },
         );
         let server = endpoint.spawn_with(alerts, http_stop.clone());
 
@@ -233,6 +243,9 @@ fn create_consumer(
 /// Applies migrations, retrying while PostgreSQL is unreachable. False if shutdown came first.
 async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &CancellationToken) -> bool {
     let mut backoff = Backoff::new(Duration::from_secs(10));
+    // A refused certificate or password fails every attempt the same way: one warning per
+    // cause, the repeats at debug (the cause stays in /readyz).
+    let mut logged: Option<String> = None;
     loop {
         match store::migrate(pool).await {
             Ok(_) => {
@@ -240,8 +253,14 @@ async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &Cancellatio
                 return true;
             }
             Err(err) => {
-                health.fail(POSTGRES_CHECK, err.to_string());
-                tracing::warn!(%err, "cannot migrate the database yet, retrying");
+                let cause = err.to_string();
+                health.fail(POSTGRES_CHECK, cause.clone());
+                if logged.as_deref() == Some(cause.as_str()) {
+                    tracing::debug!(%err, "cannot migrate the database yet, retrying");
+                } else {
+                    tracing::warn!(%err, "cannot migrate the database yet, retrying");
+                    logged = Some(cause);
+                }
             }
         }
         tokio::select! {

@@ -170,7 +170,7 @@ impl Metrics {
             alerts_received: IntCounterVec::new(
                 opts(
                     "alerts_received_total",
-                    "Alerts received from Alertmanager's webhook, by status (firing, resolved, rejected).",
+                    "Alerts received from Alertmanager's webhook, by status (firing, resolved); refused requests by why (rejected: not a notification, unauthorized: missing or wrong token, oversize: body above the limit).",
                 ),
                 &["status"],
             )?,
@@ -211,7 +211,7 @@ impl Metrics {
         for table in crate::store::Written::TABLES {
             m.rows_written.with_label_values(&[table]);
         }
-        for status in ["firing", "resolved", "rejected"] {
+        for status in crate::alerts::STATUSES {
             m.alerts_received.with_label_values(&[status]);
         }
         Ok(m)

@@ -87,3 +87,51 @@ fn a_notification_without_alerts_stores_nothing() {
     n.alerts.clear();
     assert_eq!(rows(&n), Ok(Vec::new()));
 }
+
+fn authorization(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+    headers
+}
+
+#[test]
+fn only_the_whole_bearer_token_is_authorized() {
+    let token = b"0123456789abcdef0123";
+    assert!(authorized(
+        &authorization("Bearer 0123456789abcdef0123"),
+        token
+    ));
+    // The scheme is case-insensitive, the token is not.
+    assert!(authorized(
+        &authorization("bearer 0123456789abcdef0123"),
+        token
+    ));
+    assert!(!authorized(
+        &authorization("Bearer 0123456789ABCDEF0123"),
+        token
+    ));
+    assert!(!authorized(&HeaderMap::new(), token));
+    assert!(!authorized(
+        &authorization("Bearer 0123456789abcdef012"),
+        token
+    ));
+    assert!(!authorized(
+        &authorization("Bearer 0123456789abcdef01234"),
+        token
+    ));
+    assert!(!authorized(&authorization("Bearer "), token));
+    assert!(!authorized(
+        &authorization("Basic 0123456789abcdef0123"),
+        token
+    ));
+    assert!(!authorized(&authorization("0123456789abcdef0123"), token));
+}
+
+#[test]
+fn a_short_token_or_one_a_header_cannot_carry_is_refused_without_being_shown() {
+    assert_eq!(check_token("fifteen-chars15"), Err(BadToken::Short));
+    assert_eq!(check_token("sixteen chars 16"), Err(BadToken::Character));
+    assert_eq!(check_token("sixteen-chärs-16"), Err(BadToken::Character));
+    assert_eq!(check_token("abcdefghijklmnop-._~+/="), Ok(()));
+    assert!(BadToken::Character.to_string().contains("value not shown"));
+}

@@ -36,10 +36,27 @@ use crate::topics::{Source, Topics, Tp};
 pub enum StoreError {
     #[error("offsets moved under us (partition reassigned): batch discarded")]
     Fenced,
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", chain(.0))]
     Db(#[from] tokio_postgres::Error),
-    #[error("postgres pool: {0}")]
+    #[error("postgres pool: {}", chain(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// `err` and each of its sources not already in the text: tokio-postgres and deadpool keep
+/// the reason in the source ("error performing TLS handshake" alone does not say that the
+/// certificate failed verification, nor why).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// All-time totals after a flush.
@@ -586,4 +603,27 @@ async fn copy_probe_results(
             .await?;
     }
     Ok(writer.finish().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner reason")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: inner reason")]
+    struct SaysItAlready(#[source] Inner);
+
+    #[test]
+    fn each_source_is_said_once() {
+        assert_eq!(chain(&Outer(Inner)), "outer: inner reason");
+        assert_eq!(chain(&SaysItAlready(Inner)), "outer: inner reason");
+    }
 }

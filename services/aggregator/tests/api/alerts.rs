@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use testkit::service::Service;
+
 use crate::helpers::*;
 
 /// Shaped as Alertmanager 0.25 posts it (webhook payload version 4).
@@ -18,14 +20,28 @@ fn notification(status: &str, ends_at: &str) -> String {
 }
 
 async fn post(app: &TestApp, body: String) -> (u16, String) {
-    let response = reqwest::Client::new()
+    post_with(app, body, None).await
+}
+
+/// `POST /alerts` with `authorization` as the Authorization header, if any.
+async fn post_with(app: &TestApp, body: String, authorization: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/alerts", app.port))
         .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .body(body);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn stored_alerts(db: &TestDb) -> i64 {
+    db.client
+        .query_one("SELECT count(*) FROM alerts", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,4 +130,97 @@ async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
         2.0
     );
     app.stop().await;
+}
+
+const TOKEN: &str = "alerts-token-0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refused() {
+    let names = Names::new();
+    let bootstrap = broker(&names, 1);
+    let db = TestDb::create().await;
+    let mut args = args(&bootstrap, &db.url, &names);
+    args.extend(["--alerts-token", TOKEN, "--alerts-max-body-bytes", "4096"].map(String::from));
+    let app = TestApp::spawn(args).await;
+    let bearer = format!("Bearer {TOKEN}");
+
+    // The right token: stored (after 503s until the migrations ran).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let firing = notification("firing", "0001-01-01T00:00:00Z");
+        let (status, body) = post_with(&app, firing, Some(&bearer)).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "never stored: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // No token, a wrong one, the right one without its scheme, another scheme: 401 each.
+    let wrong = format!("Bearer {TOKEN}x");
+    let basic = format!("Basic {TOKEN}");
+    for authorization in [
+        None,
+        Some(wrong.as_str()),
+        Some(TOKEN),
+        Some(basic.as_str()),
+    ] {
+        let resolved = notification("resolved", "2026-11-23T10:05:00Z");
+        let (status, body) = post_with(&app, resolved, authorization).await;
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+    }
+    let unauthorized = r#"aggregator_alerts_received_total{status="unauthorized"}"#;
+    assert_eq!(app.metric(unauthorized).await, 4.0);
+
+    // Above 4096 bytes (a valid notification after 5,000 spaces): 413, with the right token.
+    let large = format!(
+        "{}{}",
+        " ".repeat(5_000),
+        notification("resolved", "2026-11-23T10:05:00Z")
+    );
+    let (status, body) = post_with(&app, large, Some(&bearer)).await;
+    assert_eq!(status, 413, "{body}");
+    let oversize = r#"aggregator_alerts_received_total{status="oversize"}"#;
+    assert_eq!(app.metric(oversize).await, 1.0);
+
+    // Only the first notification was stored.
+    assert_eq!(stored_alerts(&db).await, 1);
+    let resolved = r#"aggregator_alerts_received_total{status="resolved"}"#;
+    assert_eq!(app.metric(resolved).await, 0.0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_endpoint_is_warned_about_once_and_a_weak_token_stops_the_start() {
+    let names = Names::new();
+    let bootstrap = broker(&names, 1);
+    let db = TestDb::create().await;
+    let kafka = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap)];
+
+    let open = Service::start("aggregator", crate::fleet::env(&names, &db, &kafka, &[]));
+    open.wait_metric(
+        "aggregator_assigned_partitions",
+        Duration::from_secs(30),
+        |v| v > 0.0,
+    );
+    let warning = "ALERTS_TOKEN is not set";
+    assert_eq!(
+        open.log_text().matches(warning).count(),
+        1,
+        "{}",
+        open.log_text()
+    );
+    assert!(open.terminate(Duration::from_secs(15)).success());
+
+    let weak = "weak-secret";
+    let own = [("ALERTS_TOKEN", weak.to_string())];
+    let refused = Service::start("aggregator", crate::fleet::env(&names, &db, &kafka, &own));
+    assert_eq!(refused.wait_exit(Duration::from_secs(10)).code(), Some(2));
+    let log = refused.log_text();
+    assert!(
+        log.contains("ALERTS_TOKEN is shorter than 16 characters"),
+        "{log}"
+    );
+    assert!(!log.contains(weak), "the token reached the log: {log}");
 }

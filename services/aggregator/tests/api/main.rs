@@ -15,6 +15,7 @@ mod hosts;
 mod lag;
 mod membership;
 mod outages;
+mod postgres_tls;
 mod probes;
 mod security;
 mod tracing;

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use testkit::broker::{Broker, Options, free_port};
+use testkit::service::{Service, http_post};
 use testkit::tls::Ca;
 
 use crate::fleet::{Fleet, Produced, stored};
@@ -182,4 +183,98 @@ async fn a_refused_client_stays_up_unready_and_says_why_once() {
         }
     }
     assert!(defects.is_empty(), "{}", defects.join("\n\n"));
+}
+
+/// Every secret a service is given stays out of its logs (at debug level), its `/metrics` and
+/// its error lines: through a normal run, a broker outage, refused webhook calls, a refused
+/// password and a start-up that fails on a bad setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_line_a_metric_or_an_error_line() {
+    const PG_PASSWORD: &str = "pg-secret-5d1c9e";
+    const TOKEN: &str = "webhook-secret-7f3a2b81c4";
+    const WRONG_PASSWORD: &str = "wrong-secret-b61e0a";
+    let broker = secure_broker();
+    let names = Names::new();
+    create_topics(&broker.broker.bootstrap(), &names, 3);
+    let db = TestDb::create().await;
+    // The test server trusts 127.0.0.1: the password is carried, not checked, which is all a
+    // leak needs.
+    let db = TestDb {
+        url: db
+            .url
+            .replacen("postgres@", &format!("postgres:{PG_PASSWORD}@"), 1),
+        client: db.client,
+    };
+    let with_secrets = |password: &str| {
+        let mut env = broker.sasl_env(password);
+        env.push(("ALERTS_TOKEN", TOKEN.into()));
+        env.push(("RUST_LOG", "debug".into()));
+        env
+    };
+    let fleet = Fleet::start(&names, &db, &with_secrets(PASSWORD), None);
+    // Ready: the migrations ran and the tables exist.
+    fleet
+        .aggregator
+        .wait_metric("health_status", Duration::from_secs(60), |v| v == 1.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&db).await.calls == 0 {
+        assert!(Instant::now() < deadline, "nothing stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A broker outage: every client logs its connection errors.
+    broker.broker.kill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.broker.restart();
+    // Webhook calls with a wrong token and with the right one.
+    let notification = r#"{"version":"4","receiver":"oncall","status":"firing","alerts":[
+        {"status":"firing","labels":{"alertname":"SecretsTest"},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
+    for (token, want) in [("not-the-token-0123456789", 401), (TOKEN, 200)] {
+        let bearer = format!("Bearer {token}");
+        let status = http_post(fleet.aggregator.port(), "/alerts", &bearer, notification);
+        assert_eq!(status, Some(want));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = stored(&db).await.calls;
+    while stored(&db).await.calls == before {
+        assert!(Instant::now() < deadline, "nothing stored after the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A password the broker refuses, and a start-up refused on a bad setting (the URL with the
+    // password has no valid port).
+    let refused_names = Names::new();
+    create_topics(&broker.broker.bootstrap(), &refused_names, 1);
+    let refused = Fleet::start(&refused_names, &db, &with_secrets(WRONG_PASSWORD), None);
+    let bad_url = format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:notaport/db");
+    let mut bad_setting = crate::fleet::env(&names, &db, &with_secrets(PASSWORD), &[]);
+    bad_setting.push(("DATABASE_URL".into(), bad_url));
+    let failed = Service::start("aggregator", bad_setting);
+    assert_eq!(failed.wait_exit(Duration::from_secs(10)).code(), Some(2));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let secrets = [PG_PASSWORD, PASSWORD, TOKEN, WRONG_PASSWORD];
+    let mut leaks = Vec::new();
+    let mut outputs: Vec<(String, String)> = vec![("failed start".into(), failed.log_text())];
+    for (run, services) in [("run", fleet.all()), ("refused", refused.all())] {
+        for (name, service) in services {
+            outputs.push((format!("{run} {name} log"), service.log_text()));
+            let metrics = service
+                .get("/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            assert!(!metrics.is_empty(), "{run} {name}: no /metrics");
+            outputs.push((format!("{run} {name} /metrics"), metrics));
+        }
+    }
+    for (what, text) in &outputs {
+        for secret in secrets {
+            for line in text.lines().filter(|l| l.contains(secret)) {
+                leaks.push(format!("{what}: {line}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets in output:\n{}", leaks.join("\n"));
+    // The outputs did say something: the failed start named its setting.
+    assert!(outputs[0].1.contains("DATABASE_URL"), "{}", outputs[0].1);
 }
