@@ -105,7 +105,7 @@ cargo test --workspace --locked --doc
 
 log "shellcheck"
 # SC1091: sourced helpers are followed with -x from the repository root.
-shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh scripts/*.sh scripts/lib/*.sh
+shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh deploy/postgres/roles.sh scripts/*.sh scripts/lib/*.sh
 log "Prometheus $PROMETHEUS_VERSION, Alertmanager $ALERTMANAGER_VERSION, Mailpit $MAILPIT_VERSION, Jaeger $JAEGER_VERSION (built once from their Go modules)"
 scripts/observability.sh build
 log "Prometheus, Alertmanager and Grafana configs"
@@ -119,7 +119,10 @@ FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_dir
 log "host-metrics side by side with node_exporter (agreement)"
 python3 scripts/host-metrics-vs-node-exporter.py agreement \
   --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"
-# Test databases are named agg_test_*; drop the ones this run left behind.
+# Test databases and roles are named agg_test_*; drop the ones this run left behind (the
+# databases first: a role that owns a schema in one cannot go).
 psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
+  | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
+psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP ROLE ' || quote_ident(rolname) || ';' FROM pg_roles WHERE rolname LIKE 'agg\_test\_%'" \
   | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
 log "all green"

@@ -40,7 +40,8 @@ ensure_env() {
     (umask 077 && cp .env.example .env)
     say "created .env from .env.example"
   fi
-  for var in POSTGRES_PASSWORD GRAFANA_ADMIN_PASSWORD ALERTS_TOKEN; do
+  for var in POSTGRES_PASSWORD FLEET_DB_OWNER_PASSWORD FLEET_DB_WRITER_PASSWORD FLEET_DB_READER_PASSWORD \
+    GRAFANA_ADMIN_PASSWORD ALERTS_TOKEN; do
     if grep -qE "^$var=.+" .env; then continue; fi
     if grep -qE "^$var=$" .env; then
       sed -i "s/^$var=\$/$var=$(random_secret)/" .env

@@ -45,9 +45,16 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/fleetpulse"
+        default_value = "postgres://postgres@localhost:5432/fleetpulse",
+        hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Connection URL of the role that owns the schema, for the migrations at start only (then
+    /// closed). Unset: DATABASE_URL's role runs them. With least-privilege roles, DATABASE_URL
+    /// is a member of `fleetpulse_writer` and this one the owner (docs: security).
+    #[arg(long, env = "DATABASE_MIGRATION_URL", hide_env_values = true)]
+    pub database_migration_url: Option<String>,
 
     /// Bearer token `POST /alerts` requires (Alertmanager sends it through its webhook's
     /// `http_config.authorization`); at least 16 characters. Unset: the endpoint accepts

@@ -53,6 +53,8 @@ pub struct Application {
     endpoint: Endpoint,
     metrics: Metrics,
     pool: Pool,
+    /// The schema owner's pool (DATABASE_MIGRATION_URL), for the migrations only.
+    owner: Option<Pool>,
 }
 
 impl Application {
@@ -67,13 +69,18 @@ impl Application {
         }
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::register(&endpoint.registry, &topics)?;
-        let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))?;
+        let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))
+            .context("DATABASE_URL")?;
+        let owner = (config.database_migration_url.as_deref())
+            .map(|url| store::connect_pool(url, 1).context("DATABASE_MIGRATION_URL"))
+            .transpose()?;
         Ok(Self {
             config,
             topics,
             endpoint,
             metrics,
             pool,
+            owner,
         })
     }
 
@@ -94,6 +101,7 @@ impl Application {
             endpoint,
             metrics,
             pool,
+            owner,
         } = self;
         let health = endpoint.health.clone();
         let http_stop = CancellationToken::new();
@@ -109,7 +117,11 @@ impl Application {
 
         health.register(POSTGRES_CHECK, true);
         let watch = BrokerWatch::new(health.clone());
-        if !migrate_with_retry(&pool, &health, &shutdown).await {
+        // The schema owner's connection, when there is one, lives only as long as the migrations.
+        let owner = owner.unwrap_or_else(|| pool.clone());
+        let migrated = migrate_with_retry(&owner, &health, &shutdown).await;
+        drop(owner);
+        if !migrated {
             http_stop.cancel();
             return Ok(());
         }

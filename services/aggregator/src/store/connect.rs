@@ -12,7 +12,7 @@ use postgres_openssl::MakeTlsConnector;
 /// Why a URL could not be turned into a pool.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("invalid DATABASE_URL: {0}")]
+    #[error("invalid URL: {0}")]
     Url(#[from] tokio_postgres::Error),
     #[error("TLS setup: {0}")]
     Tls(#[from] openssl::error::ErrorStack),

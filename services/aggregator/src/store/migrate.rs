@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "host_samples_seen",
         include_str!("../../migrations/0006_host_samples_seen.sql"),
     ),
+    (7, "roles", include_str!("../../migrations/0007_roles.sql")),
 ];
 
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).
@@ -46,6 +47,11 @@ const LOCK_KEY: i64 = 0x666c_6565_7470_756c;
 /// Applies every migration not yet applied; returns how many were.
 pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     let mut client = pool.get().await?;
+    // Nothing to apply: no lock and no DDL, so that a role that may not change the schema
+    // (fleetpulse_writer) starts on a database its owner migrated.
+    if all_applied(&client).await? {
+        return Ok(0);
+    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
@@ -78,4 +84,23 @@ pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     }
     tx.commit().await?;
     Ok(count)
+}
+
+async fn all_applied(client: &tokio_postgres::Client) -> Result<bool, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(MIGRATIONS
+        .iter()
+        .all(|(version, ..)| applied.contains(version)))
 }

@@ -17,5 +17,6 @@ mod membership;
 mod outages;
 mod postgres_tls;
 mod probes;
+mod roles;
 mod security;
 mod tracing;
