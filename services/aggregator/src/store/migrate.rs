@@ -62,12 +62,7 @@ pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
             applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .await?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let applied = applied(&*tx).await?;
     let mut count = 0;
     for (version, name, sql) in MIGRATIONS {
         if applied.contains(version) {
@@ -94,13 +89,16 @@ async fn all_applied(client: &tokio_postgres::Client) -> Result<bool, StoreError
     if !exists {
         return Ok(false);
     }
-    let applied: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let applied = applied(client).await?;
     Ok(MIGRATIONS
         .iter()
         .all(|(version, ..)| applied.contains(version)))
+}
+
+/// The versions recorded in `schema_migrations`.
+async fn applied(client: &impl tokio_postgres::GenericClient) -> Result<Vec<i32>, StoreError> {
+    let rows = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
