@@ -242,7 +242,10 @@ mod rfc3339_millis {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        match super::wire_time::format(t) {
+            Some(text) => s.serialize_str(std::str::from_utf8(&text).unwrap_or_default()),
+            None => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -253,9 +256,126 @@ mod rfc3339_millis {
     }
 }
 
+/// The wire form of event times, `YYYY-MM-DDTHH:MM:SS.mmmZ`, written and read by fixed-layout
+/// fast paths: chrono's formatter and parser are general (a `String` and a format walk per
+/// call), and these sit on every message the simulator sends and the aggregator decodes. Times
+/// outside years 0–9999, or text in another RFC 3339 form, are `None`: the caller falls back
+/// to chrono.
+pub mod wire_time {
+    use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+
+    const LAYOUT: &[u8; 24] = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    /// `NaiveDate::from_ymd(1970, 1, 1).num_days_from_ce()`.
+    const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+    /// `t` in the wire form, truncated to milliseconds.
+    pub fn format(t: &DateTime<Utc>) -> Option<[u8; 24]> {
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = *LAYOUT;
+        let mut put = |at: usize, value: u32, digits: u32| {
+            for i in 0..digits {
+                out[at + i as usize] = b'0' + (value / 10_u32.pow(digits - 1 - i) % 10) as u8;
+            }
+        };
+        put(0, year, 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second(), 2);
+        // A leap second's nanoseconds run past 1e9: it stays in its second, as chrono writes it.
+        put(20, (t.nanosecond() / 1_000_000).min(999), 3);
+        Some(out)
+    }
+
+    /// Milliseconds since the epoch of text in the wire form, every field in range.
+    pub fn parse_millis(b: &[u8]) -> Option<i64> {
+        if b.len() != LAYOUT.len() {
+            return None;
+        }
+        for (&c, &want) in b.iter().zip(LAYOUT) {
+            let fits = if want == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == want
+            };
+            if !fits {
+                return None;
+            }
+        }
+        let num = |from: usize, to: usize| {
+            b[from..to]
+                .iter()
+                .fold(0_i64, |n, &c| n * 10 + i64::from(c - b'0'))
+        };
+        let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        let year = i32::try_from(num(0, 4)).ok()?;
+        let date = NaiveDate::from_ymd_opt(year, num(5, 7) as u32, num(8, 10) as u32)?;
+        let days = i64::from(date.num_days_from_ce()) - UNIX_EPOCH_DAYS_FROM_CE;
+        Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + num(20, 23))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wire_time_fast_paths_agree_with_chrono() {
+        let chrono_ms = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Every week from before the epoch to past 2100, at times of day that move.
+        let mut t = DateTime::parse_from_rfc3339("1969-12-30T23:59:59.999Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let end = DateTime::parse_from_rfc3339("2101-01-02T00:00:00.000Z").unwrap();
+        let mut checked = 0;
+        while t < end {
+            let want = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let text = wire_time::format(&t).unwrap();
+            assert_eq!(std::str::from_utf8(&text).unwrap(), want);
+            assert_eq!(
+                wire_time::parse_millis(&text),
+                Some(chrono_ms(&want)),
+                "{want}"
+            );
+            t += chrono::TimeDelta::milliseconds(86_400_000 * 7 + 3_723_456);
+            checked += 1;
+        }
+        assert!(checked > 6_000);
+        for leap_day in ["2024-02-29T12:00:00.000Z", "2000-02-29T00:00:00.001Z"] {
+            let parsed = wire_time::parse_millis(leap_day.as_bytes());
+            assert_eq!(parsed, Some(chrono_ms(leap_day)), "{leap_day}");
+        }
+        // Another RFC 3339 form, or a field out of range: not the fast path's.
+        for other in [
+            "2026-12-01T10:00:00Z",
+            "2026-12-01T10:00:00.1234Z",
+            "2026-12-01T11:00:00.000+01:00",
+            "2026-12-01t10:00:00.000z",
+            "2026-02-30T10:00:00.000Z",
+            "2026-13-01T10:00:00.000Z",
+            "2026-12-01T24:00:00.000Z",
+            "2026-12-01T10:60:00.000Z",
+            "2026-12-01T10:00:60.000Z",
+            "2026-12-0xT10:00:00.000Z",
+        ] {
+            assert_eq!(wire_time::parse_millis(other.as_bytes()), None, "{other}");
+        }
+        // Year 10000 has no four-digit form: chrono's writer takes it.
+        let far = chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        assert_eq!(wire_time::format(&far), None);
+    }
 
     #[test]
     fn call_event_round_trips_through_json_with_millisecond_times() {

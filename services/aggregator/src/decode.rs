@@ -184,9 +184,7 @@ fn from_raw<'a>(raw: Raw<'a>, key: Option<Cow<'a, str>>) -> Result<Call<'a>, Inv
                 call_id: Some(raw.call_id.ok_or(Invalid::MissingField)?),
                 caller: raw.caller.ok_or(Invalid::MissingField)?,
                 callee: raw.callee.ok_or(Invalid::MissingField)?,
-                start_ms: chrono::DateTime::parse_from_rfc3339(&start)
-                    .map_err(|_| Invalid::OutOfRange)?
-                    .timestamp_millis(),
+                start_ms: start_ms(&start)?,
                 duration_ms: duration_ms(raw.duration_secs.ok_or(Invalid::MissingField)?)?,
             };
             Ok(call)
@@ -212,6 +210,18 @@ fn from_legacy<'a>(raw: Raw<'a>, caller: Option<Cow<'a, str>>) -> Result<Call<'a
         start_ms: (epoch * 1000.0).round() as i64,
         duration_ms: duration_ms(raw.call_duration.ok_or(Invalid::MissingField)?)?,
     })
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time: the wire form this release writes by a
+/// fixed-layout fast path ([`fleet::events::wire_time`]), any other form (offsets, other
+/// precisions, a leap second) by chrono's full parser.
+pub fn start_ms(text: &str) -> Result<i64, Invalid> {
+    match fleet::events::wire_time::parse_millis(text.as_bytes()) {
+        Some(ms) => Ok(ms),
+        None => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| Invalid::OutOfRange),
+    }
 }
 
 fn duration_ms(secs: f64) -> Result<i64, Invalid> {

@@ -198,3 +198,28 @@ fn a_nul_character_is_an_invalid_value_not_a_stuck_flush() {
         Err(Invalid::InvalidValue)
     );
 }
+
+#[test]
+fn times_in_another_rfc_3339_form_decode_and_out_of_range_ones_do_not() {
+    let chrono_ms = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
+    };
+    for other in [
+        "2026-12-01T10:00:00.123Z",
+        "2026-12-01T10:00:00Z",
+        "2026-12-01T10:00:00.1234Z",
+        "2026-12-01T11:00:00.000+01:00",
+        "2026-12-01t10:00:00.000z",
+    ] {
+        assert_eq!(start_ms(other), Ok(chrono_ms(other)), "{other}");
+    }
+    for bad in [
+        "2026-02-30T10:00:00.000Z",
+        "2026-12-01T24:00:00.000Z",
+        "yesterday",
+    ] {
+        assert_eq!(start_ms(bad), Err(Invalid::OutOfRange), "{bad}");
+    }
+}
