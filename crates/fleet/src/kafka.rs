@@ -220,11 +220,11 @@ pub fn connectivity<'a>(brokers: impl Iterator<Item = (&'a str, &'a str)>) -> Op
     (seen && !idle).then_some(false)
 }
 
-/// A client context that only feeds a [`BrokerWatch`]: the metadata reader of [`ensure_topics`].
+/// A client context that only feeds a [`BrokerWatch`]: the metadata reader of [`ensure_topics`]
+/// (private: nothing else needs a client that only watches).
 #[derive(Debug, Clone)]
-pub struct WatchedContext {
-    /// The watch fed by this context.
-    pub watch: BrokerWatch,
+struct WatchedContext {
+    watch: BrokerWatch,
 }
 
 impl ClientContext for WatchedContext {
@@ -349,7 +349,13 @@ pub async fn ensure_topics(
             client.poll(Duration::from_millis(100));
             names
         });
-        match metadata.await {
+        // A metadata request to an unreachable broker blocks for its 5 s timeout: a stop does
+        // not wait for it (the blocking task ends on its own).
+        let metadata = tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            metadata = metadata => metadata,
+        };
+        match metadata {
             Ok(Ok(names)) => break names,
             // The cause (refused, unreachable) reaches the watch through the context; this
             // says once what the service is waiting for.

@@ -1,43 +1,92 @@
-//! Graceful shutdown: SIGINT or SIGTERM cancels one token that every loop `select!`s on.
+//! Graceful shutdown: SIGINT or SIGTERM cancels one token that every loop `select!`s on. A
+//! second signal while the stop is still running (a final flush waiting on an unreachable
+//! broker or database) forces the exit: once tokio handles a signal, the default action no
+//! longer applies, so without this an operator's second Ctrl-C would do nothing.
 
 use tokio_util::sync::CancellationToken;
 
-/// Returns a token cancelled on the first SIGINT or SIGTERM. A second signal is left to the
-/// default handler's successor (we re-arm nothing), so an operator can still force a stop.
+/// Returns a token cancelled on the first SIGINT or SIGTERM; the second one exits the process
+/// at once with status 128 + the signal's number (130, 143), as the default action would.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received");
+        let mut signals = Signals::listen();
+        let first = signals.next().await;
+        tracing::info!(
+            signal = first.name,
+            "shutdown signal received (a second one forces the exit)"
+        );
         cancel.cancel();
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name,
+            "second shutdown signal: exiting without finishing the stop"
+        );
+        std::process::exit(128 + second.number);
     });
     token
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    name: &'static str,
+    number: i32,
+}
+
+/// SIGINT and SIGTERM, listened to once for the process' life: a signal that arrives between
+/// two waits is not lost.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let open = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(err) => {
+                    tracing::error!(%err, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                interrupt: open(SignalKind::interrupt(), "SIGINT"),
+                terminate: open(SignalKind::terminate(), "SIGTERM"),
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn next(&mut self) -> Received {
+        #[cfg(unix)]
+        {
+            async fn on(stream: &mut Option<tokio::signal::unix::Signal>) {
+                match stream {
+                    Some(stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = on(&mut self.interrupt) => Received { name: "SIGINT", number: 2 },
+                () = on(&mut self.terminate) => Received { name: "SIGTERM", number: 15 },
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Received {
+                name: "Ctrl-C",
+                number: 2,
+            }
+        }
     }
 }

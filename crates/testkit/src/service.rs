@@ -147,11 +147,18 @@ impl Service {
 
     /// SIGTERM, the orderly stop (producers flush), and waits for the exit.
     pub fn terminate(&self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(within)
+    }
+
+    /// Sends `SIG<name>` (`"TERM"`, `"INT"`) and returns at once.
+    pub fn signal(&self, name: &str) {
         if let Some(child) = self.child.lock().unwrap().as_ref() {
             let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status();
         }
-        self.wait_exit(within)
     }
 
     /// SIGKILL, and reaps the process.

@@ -49,14 +49,6 @@ impl WindowDelta {
     }
 }
 
-/// Where a message came from; also the primary key of the rows it produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
 /// A call above the long-call threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongCall {

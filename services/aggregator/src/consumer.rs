@@ -609,6 +609,9 @@ impl ConsumeLoop {
                 }
             }
             self.take_reassignment(reassigned_in_burst);
+            // Caught up only when neither queue filled its burst: a full consumer queue means
+            // more is waiting there, whatever the fetch queue holds.
+            let mut caught_up = read < BURST;
             // The fetch queue: a batch, full or after the wait. No rebalance runs while it is
             // read (they run inside `poll` above).
             if let Some(fetch) = &fetch {
@@ -617,11 +620,11 @@ impl ConsumeLoop {
                     last_reroute = Instant::now();
                 }
                 let fetched = fetch.consume(if routed { wait } else { Duration::ZERO }, BURST);
-                read = fetched.len();
+                caught_up &= fetched.len() < BURST;
                 sink!().take_fetched(&fetched);
             }
             durations.flush();
-            self.maybe_flush(read < BURST);
+            self.maybe_flush(caught_up);
         }
         drop(fetch); // the last handle is the context's, released before the consumer (`Drop`)
         self.finish();
@@ -635,14 +638,9 @@ impl ConsumeLoop {
             self.aggregate_span = None;
             let assigned = lock(&self.context().assigned).clone();
             self.expected = assigned;
-            if self.paused {
-                // Kept partitions (cooperative protocol) may still be paused.
-                if let Ok(all) = self.consumer.assignment() {
-                    let _ = self.consumer.resume(&all);
-                }
-            }
-            self.paused = false;
-            self.context().metrics.partitions_paused.set(0);
+            // Kept partitions (cooperative protocol) may still be paused. A failed resume leaves
+            // them marked paused (and the gauge at 1): the next budget check tries again.
+            self.set_paused(false);
         }
     }
 

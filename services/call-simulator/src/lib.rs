@@ -90,7 +90,12 @@ impl Application {
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await?;
+        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
+            // Stopped before Kafka answered: nothing was generated, nothing is queued.
+            http_stop.cancel();
+            let _ = server.await;
+            return Ok(0);
+        }
 
         let generator = CallGenerator::new(
             config.calls_per_second,

@@ -117,3 +117,39 @@ fn a_topic_the_broker_refuses_to_create_stops_the_service_with_one_line_naming_i
         errors[0]
     );
 }
+
+/// A stop that cannot finish (the broker gone, calls queued, the final flush waiting up to 8 s)
+/// ends at once on a second SIGTERM, with status 143 as the default action would give.
+#[test]
+fn a_second_sigterm_forces_the_exit_of_a_stop_that_hangs() {
+    let broker = testkit::broker::Broker::start(testkit::broker::Options::default());
+    let bootstrap = broker.bootstrap();
+    let topic = testkit::kafka::unique("calls");
+    testkit::kafka::create_topics(&bootstrap, &[(&topic, 1)]);
+    let service = testkit::service::Service::start(
+        "call-simulator",
+        [
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("CALLS_TOPIC", topic.as_str()),
+            ("CALLS_PER_SECOND", "500"),
+        ],
+    );
+    service.wait_metric(
+        "call_simulator_calls_produced_total",
+        Duration::from_secs(30),
+        |v| v > 0.0,
+    );
+    broker.kill();
+    // Calls keep being queued for the dead broker.
+    std::thread::sleep(Duration::from_millis(500));
+    service.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        service.running(),
+        "the first SIGTERM's stop waits for the flush"
+    );
+    service.signal("TERM");
+    let status = service.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(143), "{}", service.log_text());
+    assert!(service.log_text().contains("second shutdown signal"));
+}

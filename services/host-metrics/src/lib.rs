@@ -36,7 +36,7 @@ const DELIVERY_CHECK: &str = "delivery";
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What a run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Samples taken.
     pub taken: u64,
@@ -111,7 +111,12 @@ impl Application {
             config.common.kafka_topic_partitions,
             config.common.kafka_topic_replication_factor,
         );
-        fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await?;
+        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
+            // Stopped before Kafka answered: nothing was sampled.
+            http_stop.cancel();
+            let _ = server.await;
+            return Ok(Summary::default());
+        }
 
         let shared = Shared::new(config.buffer_max_samples as usize, metrics.clone());
         let delivered = Arc::new(AtomicU64::new(0));

@@ -262,3 +262,27 @@ async fn an_outage_fills_the_bounded_buffer_and_the_backlog_arrives_when_the_bro
     let times: HashSet<_> = samples.iter().map(|(_, s)| s.time).collect();
     assert_eq!(times.len(), samples.len(), "no sample twice");
 }
+
+/// Stopped while the broker never answered (topics not ensured yet): no sample is taken or
+/// queued, and the stop is immediate, not a flush timeout for samples no one can deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_kafka_answered_takes_nothing_and_ends_at_once() {
+    let nowhere = format!("127.0.0.1:{}", testkit::broker::free_port());
+    let topic = testkit::kafka::unique("host-metrics");
+    let app = Application::build(config(&nowhere, &topic, "never-connected", &[]))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = Instant::now();
+    shutdown.cancel();
+    let summary = run.await.unwrap().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(summary.taken, 0);
+    assert_eq!(summary.delivered, 0);
+}
