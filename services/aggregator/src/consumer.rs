@@ -494,7 +494,14 @@ impl ConsumeLoop {
         health.pass(PROGRESS_CHECK);
         let stall = StallDetector::new(settings.flush_interval * 3);
         // Before the first `poll`, which is where partitions get assigned (and routed).
-        let fetch = FetchQueue::new(&consumer).map(Arc::new);
+        #[expect(
+            unsafe_code,
+            reason = "the fetch queue keeps the consumer's raw client handle"
+        )]
+        // SAFETY: every handle to the queue is dropped before the consumer: this one at the end
+        // of `run` (`drop(fetch)`), the context's in `ConsumeLoop`'s `Drop`, which runs before
+        // its fields (the consumer among them) are dropped.
+        let fetch = unsafe { FetchQueue::new(&consumer) }.map(Arc::new);
         if fetch.is_none() {
             tracing::warn!("no fetch queue: reading messages one `poll` at a time");
         }

@@ -18,6 +18,7 @@
 )]
 
 use std::ffi::{CStr, CString, c_void};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -38,8 +39,13 @@ unsafe impl Send for FetchQueue {}
 unsafe impl Sync for FetchQueue {}
 
 impl FetchQueue {
-    /// A new, empty queue on `consumer`'s client. It must be dropped before the consumer.
-    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<Self> {
+    /// A new, empty queue on `consumer`'s client; `None` if librdkafka gives none.
+    ///
+    /// # Safety
+    ///
+    /// The queue keeps the client's raw handle: it (and every clone of an `Arc` holding it)
+    /// must be dropped before `consumer` is.
+    pub unsafe fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<Self> {
         let client = NonNull::new(consumer.client().native_ptr())?;
         // SAFETY: `client` is a live client handle.
         let queue = NonNull::new(unsafe { rd::rd_kafka_queue_new(client.as_ptr()) })?;
@@ -105,11 +111,11 @@ impl Fetched {
 
     /// The messages, in queue order.
     pub fn iter(&self) -> impl Iterator<Item = Record<'_>> {
-        self.messages.iter().map(|&m| {
-            // SAFETY: a message librdkafka handed us, alive until `self` drops.
-            Record {
-                message: unsafe { &*m },
-            }
+        self.messages.iter().filter_map(|&m| {
+            Some(Record {
+                message: NonNull::new(m)?,
+                fetched: PhantomData,
+            })
         })
     }
 }
@@ -123,55 +129,70 @@ impl Drop for Fetched {
     }
 }
 
-/// One fetched message, borrowed from its [`Fetched`].
+/// One fetched message, alive as long as its [`Fetched`].
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    message: &'a rd::rd_kafka_message_t,
+    /// A pointer, not a reference: librdkafka writes into the message (it parses the headers
+    /// on first use and keeps them there), which a shared reference held meanwhile forbids.
+    message: NonNull<rd::rd_kafka_message_t>,
+    fetched: PhantomData<&'a Fetched>,
 }
 
 impl<'a> Record<'a> {
+    /// A copy of the message's public fields, read through the pointer.
+    fn fields(&self) -> rd::rd_kafka_message_t {
+        // SAFETY: the message is alive while its `Fetched` is (`'a`), and only librdkafka's
+        // calls below write to it, never while this plain read runs.
+        unsafe { std::ptr::read(self.message.as_ptr()) }
+    }
+
     /// The error librdkafka put in place of a message, if this is one.
     pub fn error(&self) -> Option<String> {
-        if self.message.err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        let err = self.fields().err;
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
             return None;
         }
         // SAFETY: librdkafka's static error strings.
-        let text = unsafe { CStr::from_ptr(rd::rd_kafka_err2str(self.message.err)) };
+        let text = unsafe { CStr::from_ptr(rd::rd_kafka_err2str(err)) };
         Some(text.to_string_lossy().into_owned())
     }
 
     /// The topic handle: equal pointers are the same topic while the message lives.
     pub fn topic_handle(&self) -> *const c_void {
-        self.message.rkt.cast()
+        self.fields().rkt.cast()
     }
 
     /// The topic's name.
     pub fn topic(&self) -> Option<&'a str> {
-        if self.message.rkt.is_null() {
+        let rkt = self.fields().rkt;
+        if rkt.is_null() {
             return None;
         }
         // SAFETY: the topic handle lives as long as the message; its name is NUL-terminated.
-        unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.message.rkt)) }
+        unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(rkt)) }
             .to_str()
             .ok()
     }
 
     pub fn partition(&self) -> i32 {
-        self.message.partition
+        self.fields().partition
     }
 
     pub fn offset(&self) -> i64 {
-        self.message.offset
+        self.fields().offset
     }
 
     pub fn key(&self) -> Option<&'a [u8]> {
-        // SAFETY: `key_len` bytes at `key`, owned by the message.
-        bytes(self.message.key, self.message.key_len)
+        let fields = self.fields();
+        // SAFETY: `key_len` bytes at `key`, owned by the message, which librdkafka never
+        // rewrites.
+        unsafe { bytes(fields.key, fields.key_len) }
     }
 
     pub fn payload(&self) -> Option<&'a [u8]> {
-        // SAFETY: `len` bytes at `payload`, owned by the message.
-        bytes(self.message.payload, self.message.len)
+        let fields = self.fields();
+        // SAFETY: `len` bytes at `payload`, owned by the message, never rewritten.
+        unsafe { bytes(fields.payload, fields.len) }
     }
 
     /// The last value of header `name`.
@@ -179,26 +200,32 @@ impl<'a> Record<'a> {
         let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
         let mut value: *const c_void = std::ptr::null();
         let mut size = 0usize;
-        // SAFETY: the headers belong to the message (parsed on first use, freed with it).
+        // SAFETY: the headers belong to the message (parsed on first use, freed with it); no
+        // reference into the message is held while librdkafka writes them.
         unsafe {
-            let message = std::ptr::from_ref(self.message);
-            if rd::rd_kafka_message_headers(message, &mut headers)
+            if rd::rd_kafka_message_headers(self.message.as_ptr(), &mut headers)
                 != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
                 || rd::rd_kafka_header_get_last(headers, name.as_ptr(), &mut value, &mut size)
                     != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
             {
                 return None;
             }
+            bytes(value.cast_mut(), size)
         }
-        bytes(value.cast_mut(), size)
     }
 }
 
-fn bytes<'a>(ptr: *mut c_void, len: usize) -> Option<&'a [u8]> {
+/// `len` bytes at `ptr`, or `None` for a null pointer.
+///
+/// # Safety
+///
+/// `ptr` is null or points to `len` initialized bytes that stay unchanged and alive for `'a`
+/// (a live message's key, payload or header value).
+unsafe fn bytes<'a>(ptr: *mut c_void, len: usize) -> Option<&'a [u8]> {
     if ptr.is_null() {
         return None;
     }
-    // SAFETY: callers pass a pointer and length librdkafka gave for a live message.
+    // SAFETY: the caller's promise.
     Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }
 
@@ -265,8 +292,8 @@ mod tests {
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
-        // Declared after the consumer: dropped before it.
-        let fetch = FetchQueue::new(&consumer).expect("fetch queue");
+        // SAFETY: declared after the consumer, so dropped before it.
+        let fetch = unsafe { FetchQueue::new(&consumer) }.expect("fetch queue");
         let at = |offset| {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(t, 0, offset).expect("tpl");
