@@ -159,8 +159,8 @@ def wait_rows(url: str, table: str, n: int, pid: int, timeout: float = 1800) -> 
     deadline = time.monotonic() + timeout
     db = psycopg2.connect(url)
     db.autocommit = True
-    with db.cursor() as cursor:
-        if True:
+    try:
+        with db.cursor() as cursor:
             while True:
                 cursor.execute(
                     "SELECT pg_stat_clear_snapshot(), n_tup_ins FROM pg_stat_user_tables "
@@ -172,6 +172,8 @@ def wait_rows(url: str, table: str, n: int, pid: int, timeout: float = 1800) -> 
                 if not Path(f"/proc/{pid}").exists() or time.monotonic() > deadline:
                     raise RuntimeError(f"{table}: {row} rows, the consumer stopped or timed out")
                 time.sleep(0.1)
+    finally:
+        db.close()
 
 
 # --- the contenders -----------------------------------------------------------------------
@@ -293,44 +295,40 @@ def kafka_connect(bootstrap: str, topic: str) -> Row:
         "consumer.override.max.poll.records=5000\n"
         "consumer.override.auto.offset.reset=earliest\n"
     )
-    pg0 = postgres_cpu()
-    start = time.monotonic()
     log = open(STATE / "connect.log", "w")
-    process = subprocess.Popen(
+    return row_per_call(
+        "connect", url,
         ["java", "-Xms256m", "-Xmx1g", "-cp", f"{CONNECT_LIBS}/*",
          f"-Dlog4j2.configurationFile={REPO}/deploy/kafka-connect/log4j2.properties",
          "org.apache.kafka.connect.cli.ConnectStandalone",
          folder / "worker.properties", folder / "sink.properties"],
         stdout=log, stderr=log,
     )
-    wait_rows(url, "calls", N, process.pid)
-    wall = time.monotonic() - start
-    cpu, rss = proc_cpu(process.pid), proc_rss_mb(process.pid)
-    pg = postgres_cpu() - pg0
-    process.terminate()
-    process.wait()
-    return checked_rows(Row("connect", N, wall, cpu, pg, rss), url)
 
 
 def seed_consumer(bootstrap: str, topic: str) -> Row:
     url = database(f"bench_seed_{RUN}")
     query_exec(url, ROWS_TABLE)
-    pg0 = postgres_cpu()
-    start = time.monotonic()
-    process = subprocess.Popen(
+    return row_per_call(
+        "seed", url,
         [sys.executable, REPO / "scripts/bench/seed_consumer.py", bootstrap, topic,
          f"bench-seed-{RUN}", url, "calls"],
     )
+
+
+def row_per_call(name: str, url: str, command, **popen) -> Row:
+    """Runs a consumer that writes one row per call into `calls` of URL, from its start until
+    the table holds N rows; then checks they are all there."""
+    pg0 = postgres_cpu()
+    start = time.monotonic()
+    process = subprocess.Popen(command, **popen)
     wait_rows(url, "calls", N, process.pid)
     wall = time.monotonic() - start
     cpu, rss = proc_cpu(process.pid), proc_rss_mb(process.pid)
     pg = postgres_cpu() - pg0
     process.terminate()
     process.wait()
-    return checked_rows(Row("seed", N, wall, cpu, pg, rss), url)
-
-
-def checked_rows(row: Row, url: str) -> Row:
+    row = Row(name, N, wall, cpu, pg, rss)
     rows = query(url, "SELECT count(*) FROM calls")
     if rows != N:
         row.exact = f"WRONG: {rows} rows (expected {N})"
