@@ -83,6 +83,7 @@ jaeger_release_matches() {
 # interrupted build is redone rather than half used.
 build_one() {
   local program=$1 target scratch started
+  [[ " ${PROGRAMS[*]} " == *" $program "* ]] || die "unknown program '$program': expected one of ${PROGRAMS[*]}"
   target=$(binary "$program")
   [ -x "$target" ] && return 0
   command -v go >/dev/null || die "go not found: Go builds the observability stack"
@@ -90,8 +91,6 @@ build_one() {
   printf 'observability.sh: building %s %s (first time only)\n' "$program" "$(version "$program")" >&2
   mkdir -p "$(dirname "$target")"
   scratch=$(mktemp -d "$(dirname "$target")/.build.XXXXXX")
-  # shellcheck disable=SC2064 # the scratch folder of this build
-  trap "rm -rf '$scratch'" RETURN
   local flags
   flags=$(ldflags "$program")
   case $program in
@@ -107,9 +106,10 @@ build_one() {
     jaeger)
       (cd "$REPO/deploy/jaeger" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "$flags" \
         -o "$scratch/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger) && jaeger_release_matches ;;
-  esac || die "could not build $program $(version "$program")"
-  [ -x "$scratch/$program" ] || die "$program missing after its build"
+  esac || { rm -rf "$scratch"; die "could not build $program $(version "$program")"; }
+  [ -x "$scratch/$program" ] || { rm -rf "$scratch"; die "$program missing after its build"; }
   mv "$scratch/$program" "$target"
+  rm -rf "$scratch"
   printf 'observability.sh: built %s in %d s\n' "$target" $(($(date +%s) - started)) >&2
 }
 
