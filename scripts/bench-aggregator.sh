@@ -28,6 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+for setting in BENCH_CALLS BENCH_PARTITIONS; do
+  value=${!setting:-1}
+  [[ $value =~ ^[1-9][0-9]{0,8}$ ]] || { echo "bench-aggregator.sh: invalid value '$value' for $setting: expected a whole number above 0" >&2; exit 2; }
+done
 for tool in kcat psql java mvn python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench-aggregator.sh: $tool is missing (apt-get install kcat postgresql-client openjdk-17-jre-headless maven python3-venv time)" >&2; exit 1; }
 done

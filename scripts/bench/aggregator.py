@@ -22,13 +22,15 @@ lines) and the decode+aggregate microbenchmark.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -65,7 +67,6 @@ def postgres_cpu() -> float:
     """CPU seconds of every postgres process, plus what the postmaster's exited children
     (backends that closed) used: a difference of two readings is the server's CPU between."""
     total = 0.0
-    comms = {}
     stats = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -77,11 +78,10 @@ def postgres_cpu() -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        comms[int(entry.name)] = comm
         stats[int(entry.name)] = fields
     for pid, fields in stats.items():
         total += (int(fields[11]) + int(fields[12])) / TICK
-        if int(fields[1]) not in comms:  # the postmaster: its parent is no postgres
+        if int(fields[1]) not in stats:  # the postmaster: its parent is no postgres
             total += (int(fields[13]) + int(fields[14])) / TICK
     return total
 
@@ -95,7 +95,6 @@ class Row:
     pg_cpu: float
     rss_mb: float
     exact: str = "ok"
-    notes: list = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -177,7 +176,23 @@ def wait_rows(url: str, table: str, n: int, pid: int, timeout: float = 1800) -> 
 
 
 # --- the contenders -----------------------------------------------------------------------
-def aggregator(bootstrap: str, topic: str, expected_long: int, label: str, **env) -> Row:
+def measured(name: str, command, until, **popen) -> Row:
+    """Runs COMMAND from its start until `until(process)` returns; its CPU, peak RSS and
+    PostgreSQL's CPU meanwhile are read before it is stopped."""
+    pg0 = postgres_cpu()
+    start = time.monotonic()
+    process = subprocess.Popen(command, **popen)
+    until(process)
+    wall = time.monotonic() - start
+    cpu, rss = proc_cpu(process.pid), proc_rss_mb(process.pid)
+    pg = postgres_cpu() - pg0
+    process.terminate()
+    process.wait()
+    return Row(name, N, wall, cpu, pg, rss)
+
+
+def aggregator(bootstrap: str, topic: str, expected_long: int, label: str, **env):
+    """The aggregator's row, and its database (the floor's table goes there)."""
     url = database(f"bench_{label}_{RUN}")
     port = free_port()
     environment = {
@@ -190,40 +205,35 @@ def aggregator(bootstrap: str, topic: str, expected_long: int, label: str, **env
         "METRICS_ADDR": f"127.0.0.1:{port}",
         **env,
     }
-    pg0 = postgres_cpu()
-    start = time.monotonic()
-    log = open(STATE / f"aggregator-{label}.log", "w")
-    process = subprocess.Popen([BIN / "aggregator"], env=environment, stdout=log, stderr=log)
-    stored, moved = 0.0, time.monotonic()
-    while True:
-        # Its aggregator_stored_calls gauge: the all-time total of the last committed flush.
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-            gauge = [l for l in body.decode().splitlines() if l.startswith("aggregator_stored_calls ")]
-            now = float(gauge[0].split()[1]) if gauge else 0.0
-            if now >= N:
-                break
-            if now != stored:
-                stored, moved = now, time.monotonic()
-        except OSError:
-            pass
-        if stored and time.monotonic() - moved > 30:
-            break  # stuck short of N: the checks below say so
-        if process.poll() is not None:
-            raise RuntimeError(f"aggregator exited: {(STATE / f'aggregator-{label}.log').read_text()[-2000:]}")
-        time.sleep(0.02)
-    wall = time.monotonic() - start
-    cpu, rss = proc_cpu(process.pid), proc_rss_mb(process.pid)
-    pg = postgres_cpu() - pg0
-    process.terminate()
-    process.wait()
-    row = Row(label, N, wall, cpu, pg, rss)
+    log_path = STATE / f"aggregator-{label}.log"
+
+    def stored_all(process) -> None:
+        stored, moved = 0.0, time.monotonic()
+        while True:
+            # Its aggregator_stored_calls gauge: the all-time total of the last committed flush.
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                gauge = [l for l in body.decode().splitlines() if l.startswith("aggregator_stored_calls ")]
+                now = float(gauge[0].split()[1]) if gauge else 0.0
+                if now >= N:
+                    return
+                if now != stored:
+                    stored, moved = now, time.monotonic()
+            except OSError:
+                pass
+            if stored and time.monotonic() - moved > 30:
+                return  # stuck short of N: the checks below say so
+            if process.poll() is not None:
+                raise RuntimeError(f"aggregator exited: {log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    log = open(log_path, "w")
+    row = measured(label, [BIN / "aggregator"], stored_all, env=environment, stdout=log, stderr=log)
     calls = query(url, "SELECT coalesce(sum(calls), 0) FROM call_stats_1m")
     long_calls = query(url, "SELECT count(*) FROM long_calls")
     if calls != N or long_calls != expected_long:
         row.exact = f"WRONG: {calls} calls, {long_calls} long calls (expected {N}, {expected_long})"
-    row.url = url
-    return row
+    return row, url
 
 
 def floor(bootstrap: str, topic: str, like_url: str, long_rows: Path, expected_long: int,
@@ -319,16 +329,7 @@ def seed_consumer(bootstrap: str, topic: str) -> Row:
 def row_per_call(name: str, url: str, command, **popen) -> Row:
     """Runs a consumer that writes one row per call into `calls` of URL, from its start until
     the table holds N rows; then checks they are all there."""
-    pg0 = postgres_cpu()
-    start = time.monotonic()
-    process = subprocess.Popen(command, **popen)
-    wait_rows(url, "calls", N, process.pid)
-    wall = time.monotonic() - start
-    cpu, rss = proc_cpu(process.pid), proc_rss_mb(process.pid)
-    pg = postgres_cpu() - pg0
-    process.terminate()
-    process.wait()
-    row = Row(name, N, wall, cpu, pg, rss)
+    row = measured(name, command, lambda p: wait_rows(url, "calls", N, p.pid), **popen)
     rows = query(url, "SELECT count(*) FROM calls")
     if rows != N:
         row.exact = f"WRONG: {rows} rows (expected {N})"
@@ -341,8 +342,6 @@ def query_exec(url: str, sql: str) -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -366,8 +365,6 @@ def prepare(dump: Path, topic: str):
     """From the topic's dump (partition, offset, key, value per line): the long-call rows the
     aggregator stores, as COPY text; the same calls as JSON with schema for Connect; the bare
     key/value lines for kcat -P. Returns the number of long calls."""
-    from datetime import datetime
-
     long_calls = 0
     with open(dump) as lines, open(STATE / "long_calls.copy", "w") as copy, \
             open(STATE / "connect.lines", "w") as connect, open(STATE / "produce.lines", "w") as produce:
@@ -449,7 +446,6 @@ def main() -> None:
     subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", connect_topic, "-K", "\t", "-z", "lz4", "-l",
                     str(STATE / "connect.lines")], check=True)
 
-    rows = []
     print("(a) kcat -C -e", flush=True)
     pg0 = postgres_cpu()
     wall, cpu, rss, out = timed(["kcat", "-b", bootstrap, "-C", "-t", calls, "-o", "beginning", "-e",
@@ -459,13 +455,13 @@ def main() -> None:
     if read != N:
         a.exact = f"WRONG: read {read}"
     print("(c) aggregator", flush=True)
-    c = aggregator(bootstrap, calls, expected_long, "aggregator")
+    c, c_url = aggregator(bootstrap, calls, expected_long, "aggregator")
     print("(d) aggregator without long calls", flush=True)
-    d = aggregator(bootstrap, calls, 0, "windows", LONG_CALL_THRESHOLD_SECS="86400")
+    d, _ = aggregator(bootstrap, calls, 0, "windows", LONG_CALL_THRESHOLD_SECS="86400")
     print("(b) the floor: kcat and psql COPY of the long calls at once", flush=True)
-    b = floor(bootstrap, calls, c.url, STATE / "long_calls.copy", expected_long)
+    b = floor(bootstrap, calls, c_url, STATE / "long_calls.copy", expected_long)
     # What long_calls' key (the message's topic, partition and offset) and its BRIN index cost.
-    b_bare = floor(bootstrap, calls, c.url, STATE / "long_calls.copy", expected_long,
+    b_bare = floor(bootstrap, calls, c_url, STATE / "long_calls.copy", expected_long,
                    "floor_bare_long_calls", "INCLUDING DEFAULTS")
     print("(e) Kafka Connect + Debezium JDBC sink", flush=True)
     e = kafka_connect(bootstrap, connect_topic)

@@ -212,16 +212,12 @@ fn from_legacy<'a>(raw: Raw<'a>, caller: Option<Cow<'a, str>>) -> Result<Call<'a
     })
 }
 
-/// Milliseconds since the epoch of an RFC 3339 time: the wire form this release writes by a
-/// fixed-layout fast path ([`fleet::events::wire_time`]), any other form (offsets, other
-/// precisions, a leap second) by chrono's full parser.
+/// Milliseconds since the epoch of an RFC 3339 time ([`fleet::events::wire_time::parse`]: the
+/// wire form by a fast path, any other by chrono).
 pub fn start_ms(text: &str) -> Result<i64, Invalid> {
-    match fleet::events::wire_time::parse_millis(text.as_bytes()) {
-        Some(ms) => Ok(ms),
-        None => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .map_err(|_| Invalid::OutOfRange),
-    }
+    fleet::events::wire_time::parse(text)
+        .map(|t| t.timestamp_millis())
+        .ok_or(Invalid::OutOfRange)
 }
 
 fn duration_ms(secs: f64) -> Result<i64, Invalid> {

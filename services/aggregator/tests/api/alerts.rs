@@ -36,6 +36,22 @@ async fn post_with(app: &TestApp, body: String, authorization: Option<&str>) -> 
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Posts a firing notification until it is stored: until the migrations ran the insert fails
+/// with 503, which Alertmanager retries.
+async fn post_firing_once_ready(app: &TestApp, authorization: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let firing = notification("firing", "0001-01-01T00:00:00Z");
+        let (status, body) = post_with(app, firing, authorization).await;
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "never stored: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn stored_alerts(db: &TestDb) -> i64 {
     db.client
         .query_one("SELECT count(*) FROM alerts", &[])
@@ -51,17 +67,7 @@ async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
     let db = TestDb::create().await;
     let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
 
-    // Until migrations ran the insert fails: 503, which Alertmanager retries. Wait for 200.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = post(&app, notification("firing", "0001-01-01T00:00:00Z")).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "never stored: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    post_firing_once_ready(&app, None).await;
     let (status, _) = post(&app, notification("resolved", "2026-11-23T10:05:00Z")).await;
     assert_eq!(status, 200);
 
@@ -144,18 +150,8 @@ async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refus
     let app = TestApp::spawn(args).await;
     let bearer = format!("Bearer {TOKEN}");
 
-    // The right token: stored (after 503s until the migrations ran).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let firing = notification("firing", "0001-01-01T00:00:00Z");
-        let (status, body) = post_with(&app, firing, Some(&bearer)).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "never stored: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The right token: stored.
+    post_firing_once_ready(&app, Some(&bearer)).await;
 
     // No token, a wrong one, the right one without its scheme, another scheme: 401 each.
     let wrong = format!("Bearer {TOKEN}x");
