@@ -358,9 +358,13 @@ pub struct HostExpected {
 }
 
 /// Produces `n` seeded samples from three hosts, one second apart and ending now, keyed by host.
+/// Their times end on `seed` milliseconds past a whole second: calls with other seeds (below
+/// 1,000) never share a host and a millisecond, which is one sample to the aggregator, stored
+/// once. Calls a few seconds apart with times at "now" once in a while did, and lost a round.
 pub fn produce_host_samples(bootstrap: &str, topic: &str, n: usize, seed: u64) -> HostExpected {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let end = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let end = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 1, 0).unwrap()
+        + chrono::TimeDelta::milliseconds((seed % 1000) as i64);
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
