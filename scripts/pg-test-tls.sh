@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Turns TLS on in the local PostgreSQL cluster for the tests: a test CA and a server certificate
 # for DNS name `localhost` only (so that connecting to 127.0.0.1 with sslmode=verify-full shows
-# a host name mismatch), both in /etc/postgresql/fleet-test-tls/, made once. Plain connections
-# keep working (ssl = on only adds TLS). Idempotent; run by scripts/test.sh as root.
+# a host name mismatch), both in /etc/fleetpulse-test-tls/ (not under /etc/postgresql, whose
+# folders are clusters), made once. Plain connections keep working (ssl = on only adds TLS).
+# Idempotent; run by scripts/test.sh as root.
 #
 #   scripts/pg-test-tls.sh [ADMIN_URL]     # default postgres://postgres@127.0.0.1:5432/postgres
 set -euo pipefail
 URL=${1:-postgres://postgres@127.0.0.1:5432/postgres}
-DIR=/etc/postgresql/fleet-test-tls
+DIR=/etc/fleetpulse-test-tls
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! as_root test -s "$DIR/server.key"; then

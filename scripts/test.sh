@@ -50,10 +50,13 @@ fi
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   log "starting the local PostgreSQL cluster"
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    as_root pg_createcluster "$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)" main
+  # The newest cluster named main, as Debian lists them (other folders under /etc/postgresql
+  # are not clusters).
+  version=$(pg_lsclusters -h | awk '$2 == "main" { print $1 }' | sort -V | tail -1)
+  if [ -z "$version" ]; then
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
+    as_root pg_createcluster "$version" main
   fi
-  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   # The tests connect over TCP as postgres without a password.
   hba="/etc/postgresql/$version/main/pg_hba.conf"
@@ -73,7 +76,7 @@ log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
 # cluster. With another TEST_DATABASE_URL, set TEST_PG_TLS_CA to the CA of its certificate.
 if [ -z "${TEST_PG_TLS_CA:-}" ] && [ "$TEST_DATABASE_URL" = postgres://postgres@127.0.0.1:5432/postgres ]; then
   scripts/pg-test-tls.sh
-  export TEST_PG_TLS_CA=/etc/postgresql/fleet-test-tls/ca.pem
+  export TEST_PG_TLS_CA=/etc/fleetpulse-test-tls/ca.pem
 fi
 
 # --- Apache Kafka ---------------------------------------------------------------------------
