@@ -107,11 +107,11 @@ pub struct Config {
 impl Config {
     /// The consumed topics; an error names the clash when two are the same.
     pub fn topics(&self) -> Result<Topics, String> {
-        Topics::new(
+        Topics::new([
             self.calls_topic.clone(),
             self.host_metrics_topic.clone(),
             self.probes_topic.clone(),
-        )
+        ])
     }
 
     /// The flush interval as a duration.

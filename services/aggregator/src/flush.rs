@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, DeadLetter};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, Totals, Written};
+use crate::store::{Store, StoreError, Stored};
 use crate::topics::Topics;
 
 /// Name of the health check fed by flush results and idle pings.
@@ -28,11 +28,9 @@ pub enum FlushFailure {
 }
 
 /// A committed flush.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Flushed {
-    /// `None` when the batch held no call.
-    pub totals: Option<Totals>,
-    pub written: Written,
+    pub stored: Stored,
     pub took: Duration,
 }
 
@@ -81,22 +79,16 @@ impl Flusher {
                     () = self.abandon.cancelled() => return Err(FlushFailure::Abandoned),
                 };
                 match attempt {
-                    Ok((totals, written)) => {
+                    Ok(stored) => {
                         self.health.pass(POSTGRES_CHECK);
                         let took = started.elapsed();
                         tracing::debug!(
                             messages = batch.messages(),
-                            long_calls = written.long_calls,
-                            host_values = written.system_metrics,
-                            windows = written.windows,
+                            rows = ?stored.rows().collect::<Vec<_>>(),
                             took_ms = took.as_millis(),
                             "flushed"
                         );
-                        return Ok(Flushed {
-                            totals,
-                            written,
-                            took,
-                        });
+                        return Ok(Flushed { stored, took });
                     }
                     Err(StoreError::Fenced) => {
                         self.metrics

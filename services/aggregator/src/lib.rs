@@ -2,11 +2,12 @@
 //! event-time windows and persists them to PostgreSQL with an exactly-once effect (see
 //! [`store`] for the guarantee).
 //!
-//! - [`config`] — settings; [`topics`] — what each consumed topic carries.
-//! - [`decode`] — pure decoding of calls (current and legacy formats) and host samples, with
-//!   reasons.
-//! - [`batch`] — pure aggregation of a flush interval's worth of events.
-//! - [`consumer`] — the consume loop, rebalances and offsets.
+//! - [`config`] — settings; [`topics`] — the topic each source is read from.
+//! - [`sources`] — one folder per kind of event (calls, host samples, web checks): its
+//!   decoder, its part of the batch, its SQL and tables, behind one interface.
+//! - [`decode`] — what every decoder shares: the reasons a message is rejected, time bounds.
+//! - [`batch`] — the pure batch of a flush interval: each source's part, dead letters, offsets.
+//! - [`consumer`] — the consume loop: rebalances, offset bookkeeping, ingest, flush scheduling.
 //! - [`flush`] — one flush job: dead letters, then the transaction, with retries.
 //! - [`store`] — PostgreSQL: pool, migrations, the fenced flush transaction.
 //! - [`metrics`] — the `aggregator_*` metrics.
@@ -19,6 +20,7 @@ pub mod consumer;
 pub mod decode;
 pub mod flush;
 pub mod metrics;
+pub mod sources;
 pub mod store;
 pub mod topics;
 
@@ -131,12 +133,9 @@ impl Application {
             topics.clone(),
             config.agg_window_secs as i32,
         );
-        let totals = store.load_totals().await.context("read totals")?;
-        metrics.stored_calls.set(totals.calls);
-        metrics
-            .stored_call_duration_seconds
-            .set(totals.duration_ms as f64 / 1000.0);
-        metrics.stored_long_calls.set(totals.long_calls);
+        sources::calls::restore_totals(store.pool(), &metrics)
+            .await
+            .context("read totals")?;
 
         let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let mut all_topics = topics.names();
@@ -160,8 +159,7 @@ impl Application {
         )
         .context("create dead-letter producer")?;
 
-        let consumer =
-            create_consumer(&config, &topics, &base, watch, &metrics, &store, &shutdown)?;
+        let consumer = create_consumer(&config, &topics, &base, watch, &metrics, &store)?;
         let abandon = CancellationToken::new();
         let flusher = Flusher {
             store: store.clone(),
@@ -212,7 +210,6 @@ fn create_consumer(
     watch: BrokerWatch,
     metrics: &Metrics,
     store: &Store,
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<BaseConsumer<AggregatorContext>> {
     let mut consumer_config = fleet::kafka::with_defaults(
         base,
@@ -243,7 +240,6 @@ fn create_consumer(
         store.clone(),
         tokio::runtime::Handle::current(),
         topics.clone(),
-        shutdown.clone(),
     );
     let consumer: BaseConsumer<AggregatorContext> = consumer_config
         .create_with_context(context)
@@ -297,7 +293,7 @@ async fn prune_host_samples_seen(store: Store, lateness: Duration, shutdown: Can
         let before = chrono::Utc::now()
             .checked_sub_signed(keep)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        match store.prune_host_samples_seen(before).await {
+        match sources::hosts::prune_seen(store.pool(), before).await {
             Ok(pruned) => tracing::debug!(pruned, "host sample keys pruned"),
             Err(err) => tracing::warn!(%err, "cannot prune host sample keys (retried later)"),
         }

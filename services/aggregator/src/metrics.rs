@@ -208,7 +208,9 @@ impl Metrics {
         for kind in ["postgres", "dlq", "fenced"] {
             m.flush_errors.with_label_values(&[kind]);
         }
-        for table in crate::store::Written::TABLES {
+        let parts = crate::sources::Source::ALL.map(crate::sources::Source::part);
+        let tables = parts.iter().flat_map(|p| p.tables().iter().copied());
+        for table in std::iter::once(crate::store::Stored::OFFSETS_TABLE).chain(tables) {
             m.rows_written.with_label_values(&[table]);
         }
         for status in crate::alerts::STATUSES {

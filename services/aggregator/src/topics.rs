@@ -1,60 +1,31 @@
-//! The topics the aggregator consumes and what each one carries. Every consumed partition is
-//! named by a [`Tp`]: its [`Source`] and partition number.
+//! The topic each source is read from (configuration). Every consumed partition is named by a
+//! [`Tp`](crate::sources::Tp): its [`Source`] and partition number.
 
-/// What a consumed topic carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
-    /// Phone calls from `call-simulator`.
-    Calls,
-    /// Host samples from `host-metrics`.
-    Hosts,
-    /// Check results from `web-prober`.
-    Probes,
-}
-
-impl Source {
-    /// Every source, in a fixed order.
-    pub const ALL: [Source; 3] = [Self::Calls, Self::Hosts, Self::Probes];
-}
-
-/// A consumed partition.
-pub type Tp = (Source, i32);
+use crate::sources::Source;
 
 /// The topic name of each source (configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
-    calls: String,
-    hosts: String,
-    probes: String,
+    /// In [`Source::ALL`] order.
+    names: [String; Source::ALL.len()],
 }
 
 impl Topics {
     /// Names for every source; they must differ, or a message's source would be ambiguous.
-    pub fn new(calls: String, hosts: String, probes: String) -> Result<Self, String> {
-        let named = [
-            ("CALLS_TOPIC", &calls),
-            ("HOST_METRICS_TOPIC", &hosts),
-            ("PROBES_TOPIC", &probes),
-        ];
-        for (i, (a, x)) in named.iter().enumerate() {
-            if let Some((b, _)) = named[i + 1..].iter().find(|(_, y)| y == x) {
+    /// `names` in [`Source::ALL`] order.
+    pub fn new(names: [String; Source::ALL.len()]) -> Result<Self, String> {
+        for (i, x) in names.iter().enumerate() {
+            if let Some(j) = (i + 1..names.len()).find(|j| names[*j] == *x) {
+                let (a, b) = (Source::ALL[i].setting(), Source::ALL[j].setting());
                 return Err(format!("{a} and {b} must differ, both are `{x}`"));
             }
         }
-        Ok(Self {
-            calls,
-            hosts,
-            probes,
-        })
+        Ok(Self { names })
     }
 
     /// The topic of `source`.
     pub fn name(&self, source: Source) -> &str {
-        match source {
-            Source::Calls => &self.calls,
-            Source::Hosts => &self.hosts,
-            Source::Probes => &self.probes,
-        }
+        &self.names[source as usize]
     }
 
     /// The source a topic carries; `None` for a topic we did not subscribe to.
@@ -74,7 +45,7 @@ mod tests {
 
     #[test]
     fn names_and_sources_map_both_ways() {
-        let topics = Topics::new("c".into(), "h".into(), "p".into()).unwrap();
+        let topics = Topics::new(["c".into(), "h".into(), "p".into()]).unwrap();
         for source in Source::ALL {
             assert_eq!(topics.source_of(topics.name(source)), Some(source));
         }
@@ -84,12 +55,12 @@ mod tests {
 
     #[test]
     fn equal_names_are_rejected() {
-        let err = Topics::new("x".into(), "x".into(), "p".into()).unwrap_err();
+        let err = Topics::new(["x".into(), "x".into(), "p".into()]).unwrap_err();
         assert!(
             err.contains("HOST_METRICS_TOPIC") && err.contains("`x`"),
             "{err}"
         );
-        let err = Topics::new("c".into(), "p".into(), "p".into()).unwrap_err();
+        let err = Topics::new(["c".into(), "p".into(), "p".into()]).unwrap_err();
         assert!(err.contains("PROBES_TOPIC"), "{err}");
     }
 }

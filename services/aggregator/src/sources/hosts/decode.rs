@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use fleet::events::{HostSample, HostValue, Unit};
 use serde::Deserialize;
 
-use super::{Invalid, classify, no_nul};
+use crate::decode::{Invalid, classify, no_nul};
 
 /// Longest host id (a DNS name).
 const MAX_HOST_LEN: usize = 253;

@@ -3,7 +3,7 @@
 use fleet::events::ProbeResult;
 use serde::Deserialize;
 
-use super::{Invalid, no_nul};
+use crate::decode::{Invalid, classify, no_nul};
 
 /// Longest URL stored.
 const MAX_URL_LEN: usize = 2048;
@@ -19,7 +19,7 @@ pub fn decode_probe(payload: Option<&[u8]>, max_bytes: usize) -> Result<ProbeRes
     if payload.len() > max_bytes {
         return Err(Invalid::Oversize);
     }
-    let head: Head = serde_json::from_slice(payload).map_err(super::classify)?;
+    let head: Head = serde_json::from_slice(payload).map_err(classify)?;
     match head.schema_version {
         Some(1) => {}
         Some(_) => return Err(Invalid::UnsupportedVersion),
@@ -30,7 +30,7 @@ pub fn decode_probe(payload: Option<&[u8]>, max_bytes: usize) -> Result<ProbeRes
         if e.to_string().starts_with("missing field") {
             Invalid::MissingField
         } else {
-            super::classify(e)
+            classify(e)
         }
     })?;
     let phases_ok = r

@@ -1,0 +1,535 @@
+//! The consume loop, on a dedicated thread, split along its concepts:
+//!
+//! - [`rebalance`]: the consumer context, whose callbacks (rebalances, statistics, errors)
+//!   librdkafka runs on this thread inside `poll`;
+//! - [`offsets`]: where each assigned partition stands, one owner for the callbacks and the loop;
+//! - [`ingest`]: message → its source's decoder → the batch being built;
+//! - [`fetch`]: the queue assigned partitions' messages are read from in batches;
+//! - this module: the loop that reads, and schedules flushes: every flush interval under light
+//!   traffic, back to back under a backlog, pausing consumption when unflushed data reaches
+//!   its memory budget.
+//!
+//! **Who owns what.** The consumer thread (a `spawn_blocking` task) owns the consumer, the
+//! batch being built and the positions, and runs every callback. A flush runs on the Tokio
+//! runtime with its own `Arc` of the batch it was handed, and reports over a channel; one
+//! flush is in flight at a time, so batches commit in order. The loop applies a landed flush
+//! (metrics, stored offsets, the Kafka commit), or the revocation callback does when a
+//! rebalance comes first.
+//!
+//! Offsets live in PostgreSQL, written by the flush with the data they cover: see
+//! [`rebalance`] for how assignments seek to them and revocations hand over, and
+//! [`crate::store`] for the fence. Kafka's own committed offsets are written after each flush
+//! only so that lag tools see progress.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fleet::health::{Health, StallDetector};
+use fleet::kafka::Backoff;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::Offset;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::Rules;
+use crate::flush::{FlushFailure, Flusher};
+use crate::sources::Tp;
+
+mod fetch;
+mod ingest;
+mod offsets;
+mod rebalance;
+
+use fetch::FetchQueue;
+use ingest::Ingestor;
+use offsets::Positions;
+pub use rebalance::AggregatorContext;
+use rebalance::{ASSIGN_WAIT, InFlight, lock};
+
+/// Messages taken per poll burst before the loop looks at flushes and health again.
+const BURST: usize = 4096;
+/// A batch this large is flushed as soon as no flush is in flight, without waiting for the
+/// flush interval: under load flushes run back to back, each taking what arrived during the
+/// previous one, so PostgreSQL never idles while a backlog waits. The interval only bounds the
+/// latency of light traffic.
+const EAGER_FLUSH_MESSAGES: u64 = 10_000;
+/// Name of the health check that fails when flushes stall.
+const PROGRESS_CHECK: &str = "progress";
+/// How long the loop waits for the first message of a burst.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// The same, while the last part of a backlog waits for the in-flight flush to land.
+const TAIL_WAIT: Duration = Duration::from_millis(5);
+/// How often the routes of the assigned partitions to the fetch queue are re-asserted (see
+/// [`fetch`]): the longest a partition can sit unread after a rebalance race.
+const REROUTE_EVERY: Duration = Duration::from_millis(250);
+/// Longest wait between two reads of pending partitions' stored offsets.
+const PENDING_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Loop settings.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub rules: Rules,
+    pub flush_interval: Duration,
+    pub max_pending_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_lateness_ms: i64,
+    pub trace: bool,
+    /// How long the final flush may take at shutdown.
+    pub final_flush_timeout: Duration,
+}
+
+/// The consume loop. Owns the consumer and the batch being built.
+pub struct ConsumeLoop {
+    consumer: BaseConsumer<AggregatorContext>,
+    flusher: Flusher,
+    settings: LoopSettings,
+    health: Health,
+    shutdown: CancellationToken,
+    ingest: Ingestor,
+    last_flush: Instant,
+    stall: StallDetector,
+    paused: bool,
+    /// The last flush was started by the batch's size: a backlog is being worked through, and
+    /// its last part is flushed as soon as it is read, not at the next interval.
+    draining: bool,
+    /// When pending partitions' offsets are read next, and the backoff between reads.
+    pending_retry: (Instant, Backoff),
+}
+
+impl std::fmt::Debug for ConsumeLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeLoop")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ConsumeLoop {
+    fn drop(&mut self) {
+        // The fetch queue belongs to the consumer's client and must go first (fields are
+        // dropped after this).
+        lock(&self.context().routed).clear();
+        drop(lock(&self.context().fetch).take());
+    }
+}
+
+impl ConsumeLoop {
+    /// A loop over `consumer` (already subscribed).
+    pub fn new(
+        consumer: BaseConsumer<AggregatorContext>,
+        flusher: Flusher,
+        settings: LoopSettings,
+        health: Health,
+        shutdown: CancellationToken,
+    ) -> Self {
+        health.register(PROGRESS_CHECK, false);
+        health.pass(PROGRESS_CHECK);
+        let stall = StallDetector::new(settings.flush_interval * 3);
+        // Before the first `poll`, which is where partitions get assigned (and routed).
+        #[expect(
+            unsafe_code,
+            reason = "the fetch queue keeps the consumer's raw client handle"
+        )]
+        // SAFETY: every handle to the queue is dropped before the consumer: this one at the end
+        // of `run` (`drop(fetch)`), the context's in `ConsumeLoop`'s `Drop`, which runs before
+        // its fields (the consumer among them) are dropped.
+        let fetch = unsafe { FetchQueue::new(&consumer) }.map(Arc::new);
+        if fetch.is_none() {
+            tracing::warn!("no fetch queue: reading messages one `poll` at a time");
+        }
+        *lock(&consumer.context().fetch) = fetch;
+        let context = consumer.context();
+        let ingest = Ingestor::new(
+            settings.clone(),
+            context.metrics.clone(),
+            context.topics.clone(),
+        );
+        Self {
+            consumer,
+            flusher,
+            settings,
+            health,
+            shutdown,
+            ingest,
+            last_flush: Instant::now(),
+            stall,
+            paused: false,
+            draining: false,
+            pending_retry: (Instant::now(), Backoff::new(PENDING_RETRY_MAX)),
+        }
+    }
+
+    fn context(&self) -> &AggregatorContext {
+        self.consumer.context()
+    }
+
+    /// Runs until shutdown, then makes a final flush.
+    pub fn run(mut self) {
+        let fetch = lock(&self.context().fetch).clone();
+        let mut last_reroute = Instant::now();
+        while !self.shutdown.is_cancelled() {
+            self.poll_settled_flush();
+            self.resolve_pending();
+            self.ingest.start_read();
+            // Wait on the fetch queue while partitions are routed to it, else on the consumer
+            // queue (where the first assignment arrives). Briefly while the last part of a
+            // backlog waits for the in-flight flush.
+            let routed = fetch.is_some() && !lock(&self.context().routed).is_empty();
+            let wait = if self.draining && !self.ingest.batch.is_empty() {
+                TAIL_WAIT
+            } else {
+                POLL_WAIT
+            };
+            let read = self.read_consumer_queue(if routed { Duration::ZERO } else { wait });
+            // Caught up only when neither queue filled its burst: a full consumer queue means
+            // more is waiting there, whatever the fetch queue holds.
+            let mut caught_up = read < BURST;
+            // The fetch queue: a batch, full or after the wait. No rebalance runs while it is
+            // read (they run inside `poll`).
+            if let Some(fetch) = &fetch {
+                if last_reroute.elapsed() >= REROUTE_EVERY {
+                    self.context().reroute();
+                    last_reroute = Instant::now();
+                }
+                let fetched = fetch.consume(if routed { wait } else { Duration::ZERO }, BURST);
+                caught_up &= fetched.len() < BURST;
+                self.ingest.take_fetched(self.consumer.context(), &fetched);
+            }
+            self.ingest.end_read();
+            self.maybe_flush(caught_up);
+        }
+        drop(fetch); // the last handle is the context's, released before the consumer (`Drop`)
+        self.finish();
+    }
+
+    /// Reads up to a burst from the consumer queue: rebalances, statistics and errors, and the
+    /// messages of any partition not routed to the fetch queue. Returns how many it read.
+    fn read_consumer_queue(&mut self, first_wait: Duration) -> usize {
+        let (mut read, mut reassigned) = (0, false);
+        for i in 0..BURST {
+            let timeout = if i == 0 { first_wait } else { Duration::ZERO };
+            let Some(polled) = self.consumer.poll(timeout) else {
+                break;
+            };
+            read += 1;
+            // The rebalance callback runs inside `poll`: the message belongs to the new
+            // assignment, the batch to the old one.
+            let context = self.consumer.context();
+            if context.reassigned.swap(false, Ordering::AcqRel) {
+                self.ingest.drop_batch();
+                context.update(Positions::restart_from_stored);
+                reassigned = true;
+            }
+            match polled {
+                Ok(message) => self.ingest.take_polled(self.consumer.context(), &message),
+                Err(err) => {
+                    tracing::warn!(%err, "consume error");
+                    break;
+                }
+            }
+        }
+        self.take_reassignment(reassigned);
+        read
+    }
+
+    /// After a rebalance the batch refers to partitions we may no longer own: drop it (the
+    /// kept partitions were rewound to their stored offsets). `taken`: a rebalance the burst
+    /// already took (the batch holds only messages read after it). New assignments start
+    /// unpaused.
+    fn take_reassignment(&mut self, taken: bool) {
+        // A rebalance in a `poll` that returned no message.
+        let untaken = self.context().reassigned.swap(false, Ordering::AcqRel);
+        if untaken {
+            self.ingest.drop_batch();
+            self.context().update(Positions::restart_from_stored);
+        }
+        if taken || untaken {
+            // Kept partitions (cooperative protocol) may still be paused. A failed resume leaves
+            // them marked paused (and the gauge at 1): the next budget check tries again.
+            self.set_paused(false);
+        }
+    }
+
+    /// Starts a flush when one is due; `caught_up`: the last read found no more messages waiting.
+    fn maybe_flush(&mut self, caught_up: bool) {
+        let now = Instant::now();
+        let in_flight = lock(&self.context().in_flight).is_some();
+        let over_budget = self.ingest.batch.approx_bytes() >= self.settings.max_pending_bytes;
+        self.context()
+            .metrics
+            .pending_bytes
+            .set(self.ingest.batch.approx_bytes() as i64);
+        if self.ingest.batch.is_empty() && !in_flight {
+            self.stall.idle();
+        } else {
+            self.stall.pending(now);
+        }
+        let trigger = flush_trigger(
+            now.duration_since(self.last_flush),
+            self.settings.flush_interval,
+            self.ingest.batch.messages(),
+            over_budget,
+            self.draining && caught_up,
+        );
+        if let Some(trigger) = trigger
+            && !self.ingest.batch.is_empty()
+            && !in_flight
+        {
+            self.start_flush();
+            self.last_flush = now;
+            self.draining = trigger == FlushTrigger::Size;
+        }
+        // Unflushed data is bounded: stop fetching until the flusher catches up.
+        let still_over = self.ingest.batch.approx_bytes() >= self.settings.max_pending_bytes;
+        self.set_paused(still_over);
+        if self.stall.is_stalled(now) {
+            self.health
+                .fail(PROGRESS_CHECK, "no successful flush for 3 flush intervals");
+        } else {
+            self.health.pass(PROGRESS_CHECK);
+        }
+    }
+
+    fn set_paused(&mut self, pause: bool) {
+        if pause == self.paused {
+            return;
+        }
+        // Pending partitions stay paused until their stored offsets are read.
+        let assignment = if pause {
+            match self.consumer.assignment() {
+                Ok(a) => a,
+                Err(err) => return tracing::warn!(%err, "cannot read assignment"),
+            }
+        } else {
+            let known: Vec<Tp> = self
+                .context()
+                .read(|p| p.known().map(|(tp, _)| tp).collect());
+            self.context()
+                .list(known.into_iter().map(|tp| (tp, Offset::Invalid)))
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                self.context()
+                    .metrics
+                    .partitions_paused
+                    .set(i64::from(pause));
+                tracing::info!(
+                    paused = pause,
+                    "unflushed data budget: consumption {}",
+                    if pause { "paused" } else { "resumed" }
+                );
+            }
+            Err(err) => tracing::warn!(%err, "pause/resume failed"),
+        }
+    }
+
+    fn start_flush(&mut self) {
+        let batch = Arc::new(std::mem::take(&mut self.ingest.batch));
+        self.context().update(|p| p.hand_off(&batch.progress));
+        let span = match self.ingest.aggregate_span.take() {
+            Some((parent, _)) => {
+                tracing::info_span!(parent: &parent, "flush", messages = batch.messages())
+            }
+            None => tracing::Span::none(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let flusher = self.flusher.clone();
+        let job = Arc::clone(&batch);
+        self.context()
+            .runtime
+            .spawn(tracing::Instrument::instrument(
+                async move {
+                    let _ = tx.send(flusher.run(&job).await);
+                },
+                span,
+            ));
+        *lock(&self.context().in_flight) = Some(InFlight { result: rx, batch });
+    }
+
+    fn poll_settled_flush(&mut self) {
+        let mut guard = lock(&self.context().in_flight);
+        let Some(in_flight) = guard.as_ref() else {
+            return;
+        };
+        let result = match in_flight.result.try_recv() {
+            Ok(result) => result,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => Err(FlushFailure::Abandoned),
+        };
+        let Some(in_flight) = guard.take() else {
+            return;
+        };
+        drop(guard);
+        match self
+            .context()
+            .settle(&self.consumer, &in_flight.batch, result)
+        {
+            Ok(()) => self.stall.success(Instant::now()),
+            Err(failure) => {
+                tracing::warn!(%failure, "flush not committed: rewinding to the stored offsets");
+                self.rewind();
+            }
+        }
+    }
+
+    /// Drops unflushed data, and makes every assigned partition pending: paused until its
+    /// stored offset is read again and the partition sought there.
+    fn rewind(&mut self) {
+        self.ingest.drop_batch();
+        let assigned = self.context().update(|p| {
+            let assigned = p.assigned();
+            p.assign_pending(assigned.iter().copied());
+            assigned
+        });
+        let list = self
+            .context()
+            .list(assigned.into_iter().map(|tp| (tp, Offset::Invalid)));
+        if let Err(err) = self.consumer.pause(&list) {
+            tracing::warn!(%err, "pause failed (their messages are dropped meanwhile)");
+        }
+        self.pending_retry = (Instant::now(), Backoff::new(PENDING_RETRY_MAX));
+        self.resolve_pending();
+    }
+
+    /// Reads the stored offsets of the pending partitions (when due), seeks them there and
+    /// resumes them. A partition whose seek failed stays pending: resumed, it would read on
+    /// from wherever it stood.
+    fn resolve_pending(&mut self) {
+        let pending: Vec<Tp> = self
+            .context()
+            .read(|p| p.pending().iter().copied().collect());
+        if pending.is_empty() || Instant::now() < self.pending_retry.0 {
+            return;
+        }
+        let stored = match self.context().stored_offsets(&pending, ASSIGN_WAIT) {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(%err, "cannot read stored offsets yet, retrying");
+                self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
+                return;
+            }
+        };
+        let sought: std::collections::HashMap<Tp, i64> = stored
+            .into_iter()
+            .filter(|(tp, next)| self.context().seek(&self.consumer, *tp, *next))
+            .collect();
+        self.context().update(|p| p.assign(&sought));
+        tracing::info!(?sought, "stored offsets read: partitions resume from them");
+        if !self.paused {
+            let list = self
+                .context()
+                .list(sought.keys().map(|tp| (*tp, Offset::Invalid)));
+            if let Err(err) = self.consumer.resume(&list) {
+                tracing::warn!(%err, "resume failed");
+            }
+        }
+        if sought.len() < pending.len() {
+            self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
+        } else {
+            self.pending_retry.1.reset();
+        }
+    }
+
+    /// Final flush at shutdown: wait for the in-flight one, flush the rest, commit, leave.
+    fn finish(mut self) {
+        let deadline = Instant::now() + self.settings.final_flush_timeout;
+        let abandon = self.flusher.abandon.clone();
+        let timer = self.context().runtime.spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            abandon.cancel();
+        });
+        while lock(&self.context().in_flight).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.poll_settled_flush();
+        }
+        if !self.ingest.batch.is_empty() && lock(&self.context().in_flight).is_none() {
+            self.start_flush();
+            // The flush gives up at the deadline (`abandon`); the margin lets it say so.
+            let limit = deadline + Duration::from_secs(1);
+            while lock(&self.context().in_flight).is_some() && Instant::now() < limit {
+                std::thread::sleep(Duration::from_millis(5));
+                self.poll_settled_flush();
+            }
+        }
+        timer.abort();
+        let partitions = self.context().read(Positions::len);
+        tracing::info!(partitions, "consumer stopping");
+        self.consumer.unsubscribe();
+    }
+}
+
+/// Why a flush starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushTrigger {
+    /// The flush interval passed (light traffic).
+    Interval,
+    /// The batch is large or over its memory budget (a backlog).
+    Size,
+    /// A backlog's last part was read.
+    CaughtUp,
+}
+
+/// Whether a batch of `messages` is flushed now (when no flush is in flight), and why.
+/// `backlog_read`: the previous flush was by size and the last read found nothing more.
+fn flush_trigger(
+    since_last: Duration,
+    interval: Duration,
+    messages: u64,
+    over_budget: bool,
+    backlog_read: bool,
+) -> Option<FlushTrigger> {
+    if messages >= EAGER_FLUSH_MESSAGES || over_budget {
+        Some(FlushTrigger::Size)
+    } else if backlog_read {
+        Some(FlushTrigger::CaughtUp)
+    } else if since_last >= interval {
+        Some(FlushTrigger::Interval)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+    const SOON: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn light_traffic_waits_for_the_interval() {
+        assert_eq!(flush_trigger(SOON, INTERVAL, 5, false, false), None);
+        assert_eq!(
+            flush_trigger(INTERVAL, INTERVAL, 5, false, false),
+            Some(FlushTrigger::Interval)
+        );
+    }
+
+    #[test]
+    fn a_large_or_over_budget_batch_goes_at_once() {
+        let large = EAGER_FLUSH_MESSAGES;
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, large, false, false),
+            Some(FlushTrigger::Size)
+        );
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, 1, true, false),
+            Some(FlushTrigger::Size)
+        );
+    }
+
+    #[test]
+    fn the_last_part_of_a_backlog_goes_as_soon_as_it_is_read() {
+        assert_eq!(
+            flush_trigger(SOON, INTERVAL, 3, false, true),
+            Some(FlushTrigger::CaughtUp)
+        );
+    }
+}

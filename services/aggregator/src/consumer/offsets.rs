@@ -1,0 +1,171 @@
+//! Offset bookkeeping: [`Positions`] is the one owner of where each assigned partition stands.
+//! The rebalance callback adds and removes partitions, the loop hands batches off and settles
+//! them; both run on the consumer thread, the statistics callback reads it for the lag.
+//!
+//! Three facts per partition: the next offset stored in PostgreSQL (what a new owner resumes
+//! from), the fence of the next batch (the `next` of the last batch handed off to a flush,
+//! which may not have committed yet), and whether the stored offset is known at all: a
+//! partition assigned while PostgreSQL did not answer is *pending*, paused, its messages
+//! dropped, until the loop reads its offset and seeks there.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::batch::Progress;
+use crate::sources::Tp;
+
+/// Where every assigned partition stands (see the module docs). `-1`: nothing stored yet.
+#[derive(Debug, Default, Clone)]
+pub struct Positions {
+    stored: HashMap<Tp, i64>,
+    fences: HashMap<Tp, i64>,
+    pending: HashSet<Tp>,
+}
+
+impl Positions {
+    /// Partitions assigned with their stored offsets known.
+    pub fn assign(&mut self, stored: &HashMap<Tp, i64>) {
+        for (tp, next) in stored {
+            self.pending.remove(tp);
+            self.stored.insert(*tp, *next);
+            self.fences.insert(*tp, *next);
+        }
+    }
+
+    /// Partitions assigned (or kept) whose stored offsets are not known yet.
+    pub fn assign_pending(&mut self, partitions: impl IntoIterator<Item = Tp>) {
+        for tp in partitions {
+            self.stored.remove(&tp);
+            self.fences.remove(&tp);
+            self.pending.insert(tp);
+        }
+    }
+
+    /// Partitions revoked.
+    pub fn revoke(&mut self, partitions: &[Tp]) {
+        for tp in partitions {
+            self.stored.remove(tp);
+            self.fences.remove(tp);
+            self.pending.remove(tp);
+        }
+    }
+
+    /// A batch was handed off to a flush: the next batch is fenced on where it ends.
+    pub fn hand_off(&mut self, progress: &[Progress]) {
+        for p in progress {
+            self.fences.insert((p.source, p.partition), p.next);
+        }
+    }
+
+    /// A batch committed: its offsets are stored. Returns those of partitions still assigned
+    /// here (to commit to Kafka for lag tools).
+    pub fn commit(&mut self, progress: &[Progress]) -> Vec<(Tp, i64)> {
+        let mut kept = Vec::with_capacity(progress.len());
+        for p in progress {
+            let tp = (p.source, p.partition);
+            if let Some(stored) = self.stored.get_mut(&tp) {
+                *stored = p.next;
+                kept.push((tp, p.next));
+            }
+        }
+        kept
+    }
+
+    /// The unflushed batch was dropped: the next one starts from the stored offsets.
+    pub fn restart_from_stored(&mut self) {
+        self.fences.clone_from(&self.stored);
+    }
+
+    /// The fence of `tp` for the next batch.
+    pub fn fence(&self, tp: Tp) -> i64 {
+        self.fences.get(&tp).copied().unwrap_or(-1)
+    }
+
+    /// The stored offset of `tp`; `None` unless assigned here and known.
+    pub fn stored(&self, tp: Tp) -> Option<i64> {
+        self.stored.get(&tp).copied()
+    }
+
+    /// Every assigned partition with a known stored offset.
+    pub fn known(&self) -> impl Iterator<Item = (Tp, i64)> + '_ {
+        self.stored.iter().map(|(tp, next)| (*tp, *next))
+    }
+
+    /// The partitions waiting for their stored offset.
+    pub fn pending(&self) -> &HashSet<Tp> {
+        &self.pending
+    }
+
+    /// Every assigned partition, pending or not.
+    pub fn assigned(&self) -> Vec<Tp> {
+        let known = self.stored.keys();
+        known.chain(&self.pending).copied().collect()
+    }
+
+    /// How many partitions are assigned here.
+    pub fn len(&self) -> usize {
+        self.stored.len() + self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::Source;
+
+    const A: Tp = (Source::Calls, 0);
+    const B: Tp = (Source::Hosts, 0);
+
+    fn progress(tp: Tp, expected: i64, next: i64) -> Progress {
+        Progress {
+            source: tp.0,
+            partition: tp.1,
+            expected,
+            next,
+        }
+    }
+
+    #[test]
+    fn a_handed_off_batch_fences_the_next_one_before_it_commits() {
+        let mut p = Positions::default();
+        p.assign(&HashMap::from([(A, 10), (B, -1)]));
+        assert_eq!((p.fence(A), p.fence(B)), (10, -1));
+        p.hand_off(&[progress(A, 10, 15)]);
+        assert_eq!(p.fence(A), 15, "the next batch starts where this one ends");
+        assert_eq!(p.stored(A), Some(10), "not stored before the commit");
+        assert_eq!(p.commit(&[progress(A, 10, 15)]), [(A, 15)]);
+        assert_eq!(p.stored(A), Some(15));
+    }
+
+    #[test]
+    fn a_dropped_batch_restarts_from_the_stored_offsets() {
+        let mut p = Positions::default();
+        p.assign(&HashMap::from([(A, 10)]));
+        p.hand_off(&[progress(A, 10, 15)]);
+        p.restart_from_stored();
+        assert_eq!(p.fence(A), 10);
+    }
+
+    #[test]
+    fn a_commit_after_the_revocation_is_not_kept() {
+        let mut p = Positions::default();
+        p.assign(&HashMap::from([(A, 10), (B, 3)]));
+        p.revoke(&[A]);
+        assert_eq!(
+            p.commit(&[progress(A, 10, 15), progress(B, 3, 4)]),
+            [(B, 4)]
+        );
+        assert_eq!((p.stored(A), p.len()), (None, 1));
+    }
+
+    #[test]
+    fn a_pending_partition_has_no_position_until_its_offset_is_read() {
+        let mut p = Positions::default();
+        p.assign_pending([A]);
+        assert_eq!((p.stored(A), p.len()), (None, 1));
+        assert!(p.pending().contains(&A));
+        assert_eq!(p.assigned(), [A]);
+        p.assign(&HashMap::from([(A, 7)]));
+        assert!(p.pending().is_empty());
+        assert_eq!((p.stored(A), p.fence(A)), (Some(7), 7));
+    }
+}
