@@ -37,6 +37,7 @@ pub struct Metrics {
     pub rows_written: IntCounterVec,
     pub pending_bytes: IntGauge,
     pub partitions_paused: IntGauge,
+    pub partitions_pending: IntGauge,
     pub rebalances: IntCounter,
     pub assigned_partitions: IntGauge,
     pub stored_calls: IntGauge,
@@ -147,6 +148,10 @@ impl Metrics {
                 "partitions_paused",
                 "1 while consumption is paused because unflushed data reached its memory budget.",
             ))?,
+            partitions_pending: IntGauge::with_opts(opts(
+                "partitions_pending",
+                "Assigned partitions whose stored offset PostgreSQL has not answered yet: paused, read again with backoff.",
+            ))?,
             rebalances: IntCounter::with_opts(opts(
                 "rebalances_total",
                 "Partition assignments and revocations.",
@@ -191,6 +196,7 @@ impl Metrics {
         registry.register(Box::new(m.rows_written.clone()))?;
         registry.register(Box::new(m.pending_bytes.clone()))?;
         registry.register(Box::new(m.partitions_paused.clone()))?;
+        registry.register(Box::new(m.partitions_pending.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.stored_calls.clone()))?;

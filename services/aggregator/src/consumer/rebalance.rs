@@ -97,9 +97,10 @@ impl AggregatorContext {
     pub(super) fn update<R>(&self, change: impl FnOnce(&mut Positions) -> R) -> R {
         let mut positions = lock(&self.positions);
         let result = change(&mut positions);
-        self.any_pending
-            .store(!positions.pending().is_empty(), Ordering::Release);
+        let pending = positions.pending().len();
+        self.any_pending.store(pending > 0, Ordering::Release);
         self.metrics.assigned_partitions.set(positions.len() as i64);
+        self.metrics.partitions_pending.set(pending as i64);
         result
     }
 

@@ -149,3 +149,65 @@ async fn a_kafka_outage_makes_readyz_503_until_the_broker_returns() {
     assert_stored_exactly(&db, expected).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_their_stored_offsets()
+ {
+    const ASSIGNED: &str = "aggregator_assigned_partitions";
+    let names = Names::new();
+    let bootstrap = broker(&names, 4);
+    let db = TestDb::create().await;
+    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
+    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let a = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
+    let first = produce_calls(&bootstrap, &names.calls, 2_000, 61);
+    db.wait_for_offsets(&names.group, 2_000, Duration::from_secs(60))
+        .await;
+
+    // A loses PostgreSQL, then a second member joins: A cannot read the stored offsets of its
+    // share of the new assignment. The group settles all the same (A's rebalance callback
+    // does not wait for PostgreSQL), A's share paused.
+    proxy.cut();
+    let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let total = f64::from(4 + HOST_PARTITIONS + 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pa, pb) = (a.metric(ASSIGNED).await, b.metric(ASSIGNED).await);
+        let pending = a.metric("aggregator_partitions_pending").await;
+        if pa > 0.0 && pb > 0.0 && pa + pb == total && pending == pa {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group did not settle while A's PostgreSQL was down: {pa} ({pending} pending) + {pb}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // B stores its share meanwhile.
+    let second = produce_calls(&bootstrap, &names.calls, 3_000, 62);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.metric("aggregator_calls_total").await == 0.0 {
+        assert!(Instant::now() < deadline, "B stored nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        a.metric("aggregator_calls_total").await,
+        2_000.0,
+        "A stored nothing more"
+    );
+
+    // A's PostgreSQL returns: its partitions resume from their stored offsets, and every call
+    // is stored once.
+    let _restored = PgProxy::start(proxy.addr).await;
+    db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
+        .await;
+    let both = Expected {
+        calls: first.calls + second.calls,
+        duration_ms: first.duration_ms + second.duration_ms,
+        long_calls: first.long_calls + second.long_calls,
+    };
+    assert_stored_exactly(&db, both).await;
+    assert_eq!(a.metric("aggregator_partitions_pending").await, 0.0);
+    b.stop().await;
+    a.stop().await;
+}
