@@ -117,6 +117,7 @@ log "docker-compose.yml against the Compose Specification"
 scripts/check-compose.sh
 log "end to end: the native stack"
 cargo build --workspace --locked --bins
+python3 scripts/check-docs.py --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"
 FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug" \
   scripts/e2e.sh
 log "host-metrics side by side with node_exporter (agreement)"
