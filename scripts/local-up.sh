@@ -117,17 +117,17 @@ python3 -c 'import yaml' 2>/dev/null ||
 load_stack_env
 
 # --- start, in order ----------------------------------------------------------------------
-! wanted mailpit || ensure_mailpit
-! wanted jaeger || ensure_jaeger
+if wanted mailpit; then ensure_mailpit; fi
+if wanted jaeger; then ensure_jaeger; fi
 if wanted kafka; then ensure_kafka; else KAFKA=$STACK_KAFKA; fi
 if wanted postgres; then ensure_database; else DB_URL=$STACK_DATABASE_URL; fi
 save_stack_env
 if wanted aggregator || wanted alertmanager; then ensure_alerts_token; fi
-! wanted aggregator || start_aggregator
-! wanted call-simulator || start_service call-simulator "$CALL_SIMULATOR_PORT"
-! wanted host-metrics || start_service host-metrics "$HOST_METRICS_PORT"
-! wanted probe-site || ensure_probe_site
-! wanted web-prober || start_web_prober
-! wanted alertmanager || ensure_monitor alertmanager "$ALERTMANAGER_PORT"
-! wanted prometheus || ensure_monitor prometheus "$PROMETHEUS_PORT"
+if wanted aggregator; then start_aggregator; fi
+if wanted call-simulator; then start_service call-simulator "$CALL_SIMULATOR_PORT"; fi
+if wanted host-metrics; then start_service host-metrics "$HOST_METRICS_PORT"; fi
+if wanted probe-site; then ensure_probe_site; fi
+if wanted web-prober; then start_web_prober; fi
+if wanted alertmanager; then ensure_monitor alertmanager "$ALERTMANAGER_PORT"; fi
+if wanted prometheus; then ensure_monitor prometheus "$PROMETHEUS_PORT"; fi
 print_table
