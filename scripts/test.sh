@@ -7,11 +7,33 @@
 #
 #   scripts/test.sh            # everything
 #   TEST_DATABASE_URL=postgres://user@host:5432/postgres scripts/test.sh   # another server
+#
+# What it changes on the machine, and what it undoes at exit (passed, failed or interrupted):
+#   undone  the `host all all 127.0.0.1/32 trust` line it puts first in the local cluster's
+#           pg_hba.conf (only when it starts that cluster and the line is missing): removed,
+#           the file byte for byte as before, the server reloaded;
+#   undone  the test databases and roles of this run (agg_test_*, and the e2e's
+#           fleetpulse_e2e) on the test server: dropped; those there before are kept;
+#   undone  its Apache Kafka: stopped, its folder deleted;
+#   kept    the Debian packages and cargo-nextest it installs; the PostgreSQL cluster it
+#           creates or starts (it keeps running); scripts/pg-test-tls.sh's TLS on the local
+#           cluster (a test CA and certificate in /etc/fleetpulse-test-tls, ssl = on through
+#           ALTER SYSTEM: made once, reused by the next run; plain connections keep working;
+#           undo: ALTER SYSTEM RESET ssl; ALTER SYSTEM RESET ssl_cert_file; ALTER SYSTEM RESET
+#           ssl_key_file; SELECT pg_reload_conf(); and delete the folder); the build caches
+#           (target/, ~/.cache/fleetpulse: Kafka, the Go-built Prometheus and the rest) and the
+#           e2e's state folder .local-stack-e2e/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/lib/test-cleanup.sh
+source scripts/lib/test-cleanup.sh
+trap test_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # --- packages -------------------------------------------------------------------------------
 need=()
@@ -24,6 +46,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl) # the e2e's probe-site certificate
 command -v jq >/dev/null || need+=(jq)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml) # the native stack's configs
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v kcat >/dev/null || need+=(kcat)
 # Apache Kafka runs natively on Java 17 and is fetched with Maven (scripts/kafka.sh).
@@ -58,12 +81,10 @@ if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
     as_root pg_createcluster "$version" main
   fi
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  # The tests connect over TCP as postgres without a password.
-  hba="/etc/postgresql/$version/main/pg_hba.conf"
-  if ! as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
-    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
-  fi
+  # The tests connect over TCP as postgres without a password: a trust line for 127.0.0.1
+  # while they run (removed at exit: scripts/lib/test-cleanup.sh).
+  hba_trust_local "/etc/postgresql/$version/main/pg_hba.conf" \
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
   for _ in $(seq 1 30); do
     psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1 && break
     sleep 1
@@ -71,6 +92,8 @@ if ! psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
   psql "$TEST_DATABASE_URL" -qAtc 'SELECT 1' >/dev/null
 fi
 log "PostgreSQL: $(psql "$TEST_DATABASE_URL" -qAtc 'SHOW server_version')"
+# The test databases and roles there now are not this run's: kept at exit, the others dropped.
+note_test_objects "$TEST_DATABASE_URL"
 # TLS for the test that connects with sslmode=verify-full: a test CA and a certificate for
 # `localhost` (not 127.0.0.1, so that a wrong host name can be shown), made once, on the local
 # cluster. With another TEST_DATABASE_URL, set TEST_PG_TLS_CA to the CA of its certificate.
@@ -88,10 +111,9 @@ scripts/check-versions.sh
 # secure a broker start one of their own with scripts/kafka.sh). TEST_KAFKA_BOOTSTRAP_SERVERS
 # given: that broker instead.
 if [ -z "${TEST_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  kafka_dir=$(mktemp -d "${TMPDIR:-/tmp}/fleet-test-kafka.XXXXXX")
-  trap 'scripts/kafka.sh stop "$kafka_dir"' EXIT
-  log "starting Apache Kafka $(scripts/kafka.sh version) in $kafka_dir"
-  TEST_KAFKA_BOOTSTRAP_SERVERS=$(scripts/kafka.sh start "$kafka_dir" --port 0)
+  KAFKA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fleet-test-kafka.XXXXXX") # stopped and deleted at exit
+  log "starting Apache Kafka $(scripts/kafka.sh version) in $KAFKA_DIR"
+  TEST_KAFKA_BOOTSTRAP_SERVERS=$(scripts/kafka.sh start "$KAFKA_DIR" --port 0)
   export TEST_KAFKA_BOOTSTRAP_SERVERS
 fi
 log "Kafka: $TEST_KAFKA_BOOTSTRAP_SERVERS"
@@ -108,7 +130,7 @@ cargo test --workspace --locked --doc
 
 log "shellcheck"
 # SC1091: sourced helpers are followed with -x from the repository root.
-shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh deploy/postgres/roles.sh scripts/*.sh scripts/lib/*.sh
+shellcheck -x -e SC1091 dc-up.sh dc-down.sh deploy/healthcheck.sh deploy/postgres/roles.sh scripts/*.sh scripts/lib/*.sh scripts/lib/native/*.sh
 log "Prometheus $PROMETHEUS_VERSION, Alertmanager $ALERTMANAGER_VERSION, Mailpit $MAILPIT_VERSION, Jaeger $JAEGER_VERSION (built once from their Go modules)"
 scripts/observability.sh build
 log "Prometheus, Alertmanager and Grafana configs"
@@ -123,10 +145,4 @@ FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_dir
 log "host-metrics side by side with node_exporter (agreement)"
 python3 scripts/host-metrics-vs-node-exporter.py agreement \
   --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"
-# Test databases and roles are named agg_test_*; drop the ones this run left behind (the
-# databases first: a role that owns a schema in one cannot go).
-psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'agg\_test\_%'" \
-  | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
-psql "$TEST_DATABASE_URL" -qAtc "SELECT 'DROP ROLE ' || quote_ident(rolname) || ';' FROM pg_roles WHERE rolname LIKE 'agg\_test\_%'" \
-  | psql "$TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
 log "all green"

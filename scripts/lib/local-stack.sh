@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # The native (Docker-free) stack's shared plumbing, sourced by scripts/local-up.sh,
 # scripts/local-down.sh and scripts/e2e.sh: where the state lives, and how a component is
-# started detached, found again by its pid file, waited for and stopped.
+# started detached, found again by its pid file, waited for and stopped. The process itself
+# is started, waited for and signalled by scripts/lib/stack.py, the supervisor the Python
+# benchmark scripts use too (why Python: the top of that file). The components' own start
+# and configuration helpers are in scripts/lib/native/.
 #
 # Settings (environment variables):
 #   FLEET_STATE_DIR        state folder: logs/, run/ (pids, exit codes), rendered configs, data
@@ -92,23 +95,17 @@ pid_of() {
 }
 
 # start_detached NAME CMD [ARGS...]: runs CMD in the background, detached from this shell,
-# output appended to logs/NAME.log. A small bash supervisor waits for it, so that its exit
-# status lands in run/NAME.rc (local-down and the e2e read it); run/NAME.pid holds CMD's own
-# pid, the one to signal.
+# output appended to logs/NAME.log, under the scripts' one supervisor (scripts/lib/stack.py
+# supervise), which waits for it, so that its exit status lands in run/NAME.rc (local-down
+# and the e2e read it); run/NAME.pid holds CMD's own pid, the one to signal.
 start_detached() {
   local name=$1
   shift
   rm -f "$RUN/$name.pid" "$RUN/$name.rc"
   printf '%s\n' "$1" >"$RUN/$name.cmd"
   printf '\n--- %s: starting %s\n' "$(date -Is)" "$*" >>"$LOGS/$name.log"
-  # shellcheck disable=SC2016 # expanded by the supervisor, not here
-  FLEET_PIDFILE="$RUN/$name.pid" FLEET_RCFILE="$RUN/$name.rc" nohup bash -c '
-    "$@" &
-    child=$!
-    echo "$child" >"$FLEET_PIDFILE"
-    wait "$child"
-    echo "$?" >"$FLEET_RCFILE"
-  ' fleet-supervise "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  nohup python3 "$REPO/scripts/lib/stack.py" supervise "$RUN/$name.pid" "$RUN/$name.rc" -- "$@" \
+    >>"$LOGS/$name.log" 2>&1 </dev/null &
   local deadline=$(($(now) + 5))
   until [ -s "$RUN/$name.pid" ]; do
     [ "$(now)" -lt "$deadline" ] || die "$name: no pid after 5 s (see $LOGS/$name.log)"
@@ -169,18 +166,8 @@ stop_component() {
     rm -f "$RUN/$name.pid"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(($(now) + STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && [ "$(now)" -lt "$deadline" ]; do sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    warn "$name (pid $pid) still running ${STOP_TIMEOUT}s after SIGTERM: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-    if kill -0 "$pid" 2>/dev/null; then
-      warn "$name (pid $pid) survived SIGKILL"
-      return 1
-    fi
-  fi
+  # SIGTERM, SIGKILL after STOP_TIMEOUT: the supervisor's stop, the one the Python scripts use.
+  python3 "$REPO/scripts/lib/stack.py" stop "$name" "$pid" "$STOP_TIMEOUT" || return 1
   # The supervisor writes the exit status right after the process is reaped.
   deadline=$(($(now) + 3))
   while [ ! -s "$RUN/$name.rc" ] && [ "$(now)" -lt "$deadline" ]; do sleep 0.05; done
