@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntGauge, IntGaugeVec, Registry};
 
 #[derive(Debug)]
 struct Check {
@@ -16,6 +16,16 @@ struct Check {
     ok: bool,
     gates_readiness: bool,
     detail: String,
+}
+
+crate::metrics! {
+    /// The health gauges every service has (no namespace: the same name everywhere).
+    struct Gauges in "" {
+        /// 1 while the service is doing its job, 0 when any health check fails.
+        status: IntGauge = "health_status",
+        /// 1 while the named health check passes.
+        per_check: IntGaugeVec = "health_check_status" labels ["check"],
+    }
 }
 
 /// Shared, cloneable health state of one service.
@@ -29,19 +39,7 @@ pub struct Health {
 impl Health {
     /// Registers `health_status` and `health_check_status{check}` in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let status = IntGauge::with_opts(Opts::new(
-            "health_status",
-            "1 while the service is doing its job, 0 when any health check fails.",
-        ))?;
-        let per_check = IntGaugeVec::new(
-            Opts::new(
-                "health_check_status",
-                "1 while the named health check passes.",
-            ),
-            &["check"],
-        )?;
-        registry.register(Box::new(status.clone()))?;
-        registry.register(Box::new(per_check.clone()))?;
+        let Gauges { status, per_check } = Gauges::register(registry)?;
         Ok(Self {
             checks: Arc::default(),
             status,

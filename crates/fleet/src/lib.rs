@@ -5,6 +5,7 @@
 //! - [`health`] — the `health_status` gauge, readiness components and the stall detector.
 //! - [`http`] — the `/metrics`, `/livez`, `/readyz` router and its server.
 //! - [`kafka`] — client configuration (with `KAFKA_*` passthrough) and "ensure topics".
+//! - [`metrics`] — [`metrics!`], one declaration point per metric.
 //! - [`shutdown`] — SIGINT/SIGTERM into a cancellation token.
 //! - [`telemetry`] — `tracing` logs, optional OTLP export, W3C trace context in Kafka headers.
 
@@ -13,5 +14,6 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

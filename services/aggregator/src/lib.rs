@@ -70,7 +70,7 @@ impl Application {
             ),
         }
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
-        let metrics = Metrics::register(&endpoint.registry, &topics)?;
+        let metrics = Metrics::new(&endpoint.registry, &topics)?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))
             .context("DATABASE_URL")?;
         let owner = (config.database_migration_url.as_deref())

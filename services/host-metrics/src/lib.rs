@@ -131,7 +131,7 @@ impl Application {
             FLUSH_TIMEOUT,
         ));
         let monitor_stop = CancellationToken::new();
-        let buffered = metrics.buffered.clone();
+        let buffered = metrics.service.buffered.clone();
         let monitor = tokio::spawn(fleet::health::watch_deliveries(
             health.clone(),
             DELIVERY_CHECK,
@@ -167,10 +167,11 @@ impl Application {
             let incs = sample::increases(&mut counters, &reading);
             let sample = sample::build_sample(&host, &reading, &incs);
             metrics
+                .service
                 .sample_duration
                 .observe(started.elapsed().as_secs_f64());
             metrics.set_host(&host, &reading, &incs);
-            metrics.samples.inc();
+            metrics.service.samples.inc();
             taken += 1;
             match serde_json::to_vec(&sample) {
                 Ok(payload) => shared.push(payload),
@@ -190,8 +191,8 @@ impl Application {
         }
         let summary = Summary {
             taken,
-            delivered: metrics.published.get(),
-            dropped: metrics.dropped.get(),
+            delivered: metrics.service.published.get(),
+            dropped: metrics.service.dropped.get(),
         };
         tracing::info!(?summary, "stopped");
         Ok(summary)

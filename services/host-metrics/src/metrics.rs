@@ -3,30 +3,105 @@
 //! service's own. Labels are bounded: the host id (one per process), core, mount point,
 //! block device and interface names (what the host has, after the filters).
 
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{GaugeVec, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::sample::{Increases, Reading};
 
-const NS: &str = "host_metrics";
+fleet::metrics! {
+    /// The service's own metrics.
+    pub struct ServiceMetrics in "host_metrics" {
+        /// Samples taken.
+        pub samples: IntCounter = "samples_total",
+        /// Samples delivered to Kafka.
+        pub published: IntCounter = "samples_published_total",
+        /// Failed delivery attempts (the sample stays buffered and is retried).
+        pub delivery_errors: IntCounter = "delivery_errors_total",
+        /// Samples dropped, oldest first, because the buffer was full.
+        pub dropped: IntCounter = "samples_dropped_total",
+        /// Samples waiting for delivery.
+        pub buffered: IntGauge = "buffered_samples",
+        /// Time to read the host once.
+        pub sample_duration: Histogram = "sample_duration_seconds"
+            buckets &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    }
+}
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NS)
+fleet::metrics! {
+    /// The host's current values, each labelled by the host id and, per device, its name.
+    struct HostGauges in "host_metrics" {
+        /// Busy share of all cores over the last interval (0-1).
+        cpu_usage: GaugeVec = "cpu_usage_ratio" labels ["host"],
+        /// Busy share of one core over the last interval (0-1).
+        core_usage: GaugeVec = "cpu_core_usage_ratio" labels ["host", "cpu"],
+        /// Current frequency of one core.
+        frequency: GaugeVec = "cpu_frequency_hertz" labels ["host", "cpu"],
+        /// 1-minute load average.
+        load1: GaugeVec = "load1" labels ["host"],
+        /// 5-minute load average.
+        load5: GaugeVec = "load5" labels ["host"],
+        /// 15-minute load average.
+        load15: GaugeVec = "load15" labels ["host"],
+        /// Physical memory.
+        memory_total: GaugeVec = "memory_total_bytes" labels ["host"],
+        /// Memory in use (total minus free, buffers and page cache).
+        memory_used: GaugeVec = "memory_used_bytes" labels ["host"],
+        /// Memory available for new work without swapping (MemAvailable).
+        memory_available: GaugeVec = "memory_available_bytes" labels ["host"],
+        /// Swap space.
+        swap_total: GaugeVec = "swap_total_bytes" labels ["host"],
+        /// Swap space in use.
+        swap_used: GaugeVec = "swap_used_bytes" labels ["host"],
+        /// Size of a mounted filesystem.
+        fs_size: GaugeVec = "filesystem_size_bytes" labels ["host", "mountpoint", "fstype"],
+        /// Space available to unprivileged users on a filesystem.
+        fs_available: GaugeVec = "filesystem_available_bytes"
+            labels ["host", "mountpoint", "fstype"],
+        /// Bytes read from a block device.
+        disk_read: IntCounterVec = "disk_read_bytes_total" labels ["host", "device"],
+        /// Bytes written to a block device.
+        disk_written: IntCounterVec = "disk_written_bytes_total" labels ["host", "device"],
+        /// Bytes received on an interface.
+        receive_bytes: IntCounterVec = "network_receive_bytes_total" labels ["host", "interface"],
+        /// Bytes sent on an interface.
+        transmit_bytes: IntCounterVec = "network_transmit_bytes_total"
+            labels ["host", "interface"],
+        /// Packets received on an interface.
+        receive_packets: IntCounterVec = "network_receive_packets_total"
+            labels ["host", "interface"],
+        /// Packets sent on an interface.
+        transmit_packets: IntCounterVec = "network_transmit_packets_total"
+            labels ["host", "interface"],
+        /// When the host booted, seconds since the epoch.
+        boot_time: GaugeVec = "boot_time_seconds" labels ["host"],
+        /// Processes on the host.
+        processes: GaugeVec = "processes" labels ["host"],
+    }
+}
+
+impl HostGauges {
+    /// The load averages, as a reading holds them.
+    fn load(&self) -> [&GaugeVec; 3] {
+        [&self.load1, &self.load5, &self.load15]
+    }
+
+    /// The interface counters, in the order of a reading's increases.
+    fn net(&self) -> [&IntCounterVec; 4] {
+        [
+            &self.receive_bytes,
+            &self.transmit_bytes,
+            &self.receive_packets,
+            &self.transmit_packets,
+        ]
+    }
 }
 
 /// The service's metrics and the host's.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    pub samples: IntCounter,
-    pub published: IntCounter,
-    pub delivery_errors: IntCounter,
-    pub dropped: IntCounter,
-    pub buffered: IntGauge,
-    pub sample_duration: Histogram,
+    pub service: ServiceMetrics,
     host: HostGauges,
     /// The per-device label sets of the previous reading, to remove those that vanish.
     seen: Arc<Mutex<Seen>>,
@@ -40,185 +115,14 @@ struct Seen {
     interfaces: HashSet<String>,
 }
 
-#[derive(Debug, Clone)]
-struct HostGauges {
-    cpu_usage: GaugeVec,
-    core_usage: GaugeVec,
-    frequency: GaugeVec,
-    load: [GaugeVec; 3],
-    memory_total: GaugeVec,
-    memory_used: GaugeVec,
-    memory_available: GaugeVec,
-    swap_total: GaugeVec,
-    swap_used: GaugeVec,
-    fs_size: GaugeVec,
-    fs_available: GaugeVec,
-    disk_read: IntCounterVec,
-    disk_written: IntCounterVec,
-    net: [IntCounterVec; 4],
-    boot_time: GaugeVec,
-    processes: GaugeVec,
-}
-
-fn gauge(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<GaugeVec> {
-    let mut all = vec!["host"];
-    all.extend_from_slice(labels);
-    let g = GaugeVec::new(opts(name, help), &all)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    label: &str,
-) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(opts(name, help), &["host", label])?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
 impl Metrics {
     /// Creates and registers every metric.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let r = registry;
-        let m = Self {
-            samples: IntCounter::with_opts(opts("samples_total", "Samples taken."))?,
-            published: IntCounter::with_opts(opts(
-                "samples_published_total",
-                "Samples delivered to Kafka.",
-            ))?,
-            delivery_errors: IntCounter::with_opts(opts(
-                "delivery_errors_total",
-                "Failed delivery attempts (the sample stays buffered and is retried).",
-            ))?,
-            dropped: IntCounter::with_opts(opts(
-                "samples_dropped_total",
-                "Samples dropped, oldest first, because the buffer was full.",
-            ))?,
-            buffered: IntGauge::with_opts(opts(
-                "buffered_samples",
-                "Samples waiting for delivery.",
-            ))?,
-            sample_duration: Histogram::with_opts(
-                HistogramOpts::new("sample_duration_seconds", "Time to read the host once.")
-                    .namespace(NS)
-                    .buckets(vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                    ]),
-            )?,
-            host: HostGauges {
-                cpu_usage: gauge(
-                    r,
-                    "cpu_usage_ratio",
-                    "Busy share of all cores over the last interval (0-1).",
-                    &[],
-                )?,
-                core_usage: gauge(
-                    r,
-                    "cpu_core_usage_ratio",
-                    "Busy share of one core over the last interval (0-1).",
-                    &["cpu"],
-                )?,
-                frequency: gauge(
-                    r,
-                    "cpu_frequency_hertz",
-                    "Current frequency of one core.",
-                    &["cpu"],
-                )?,
-                load: [
-                    gauge(r, "load1", "1-minute load average.", &[])?,
-                    gauge(r, "load5", "5-minute load average.", &[])?,
-                    gauge(r, "load15", "15-minute load average.", &[])?,
-                ],
-                memory_total: gauge(r, "memory_total_bytes", "Physical memory.", &[])?,
-                memory_used: gauge(
-                    r,
-                    "memory_used_bytes",
-                    "Memory in use (total minus free, buffers and page cache).",
-                    &[],
-                )?,
-                memory_available: gauge(
-                    r,
-                    "memory_available_bytes",
-                    "Memory available for new work without swapping (MemAvailable).",
-                    &[],
-                )?,
-                swap_total: gauge(r, "swap_total_bytes", "Swap space.", &[])?,
-                swap_used: gauge(r, "swap_used_bytes", "Swap space in use.", &[])?,
-                fs_size: gauge(
-                    r,
-                    "filesystem_size_bytes",
-                    "Size of a mounted filesystem.",
-                    &["mountpoint", "fstype"],
-                )?,
-                fs_available: gauge(
-                    r,
-                    "filesystem_available_bytes",
-                    "Space available to unprivileged users on a filesystem.",
-                    &["mountpoint", "fstype"],
-                )?,
-                disk_read: counter(
-                    r,
-                    "disk_read_bytes_total",
-                    "Bytes read from a block device.",
-                    "device",
-                )?,
-                disk_written: counter(
-                    r,
-                    "disk_written_bytes_total",
-                    "Bytes written to a block device.",
-                    "device",
-                )?,
-                net: [
-                    counter(
-                        r,
-                        "network_receive_bytes_total",
-                        "Bytes received on an interface.",
-                        "interface",
-                    )?,
-                    counter(
-                        r,
-                        "network_transmit_bytes_total",
-                        "Bytes sent on an interface.",
-                        "interface",
-                    )?,
-                    counter(
-                        r,
-                        "network_receive_packets_total",
-                        "Packets received on an interface.",
-                        "interface",
-                    )?,
-                    counter(
-                        r,
-                        "network_transmit_packets_total",
-                        "Packets sent on an interface.",
-                        "interface",
-                    )?,
-                ],
-                boot_time: gauge(
-                    r,
-                    "boot_time_seconds",
-                    "When the host booted, seconds since the epoch.",
-                    &[],
-                )?,
-                processes: gauge(r, "processes", "Processes on the host.", &[])?,
-            },
+        Ok(Self {
+            service: ServiceMetrics::register(registry)?,
+            host: HostGauges::register(registry)?,
             seen: Arc::default(),
-        };
-        r.register(Box::new(m.samples.clone()))?;
-        r.register(Box::new(m.published.clone()))?;
-        r.register(Box::new(m.delivery_errors.clone()))?;
-        r.register(Box::new(m.dropped.clone()))?;
-        r.register(Box::new(m.buffered.clone()))?;
-        r.register(Box::new(m.sample_duration.clone()))?;
-        Ok(m)
+        })
     }
 
     /// Sets the host values from a reading. Counters move by the reading's increases, so they
@@ -238,7 +142,7 @@ impl Metrics {
                 .with_label_values(&[host, &core.name])
                 .set(core.frequency_mhz as f64 * 1e6);
         }
-        for (gauge, value) in h.load.iter().zip(reading.load) {
+        for (gauge, value) in h.load().into_iter().zip(reading.load) {
             gauge.with_label_values(&[host]).set(value);
         }
         let set = |g: &GaugeVec, v: u64| g.with_label_values(&[host]).set(v as f64);
@@ -263,7 +167,7 @@ impl Metrics {
             }
         }
         for (interface, incs) in &incs.interfaces {
-            for (c, inc) in h.net.iter().zip(incs) {
+            for (c, inc) in h.net().into_iter().zip(incs) {
                 let c = c.with_label_values(&[host, interface]);
                 if let Some(inc) = inc {
                     c.inc_by(inc.delta);
@@ -304,7 +208,7 @@ impl Metrics {
             let _ = h.disk_written.remove_label_values(&[host, disk]);
         }
         for interface in seen.interfaces.difference(&now.interfaces) {
-            for c in &h.net {
+            for c in h.net() {
                 let _ = c.remove_label_values(&[host, interface]);
             }
         }

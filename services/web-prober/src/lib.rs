@@ -64,7 +64,7 @@ impl Application {
             None => "TLS setup".to_string(),
         })?;
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
-        let metrics = Metrics::register(&endpoint.registry)?;
+        let metrics = Metrics::new(&endpoint.registry)?;
         Ok(Self {
             config,
             checker,

@@ -4,137 +4,54 @@
 
 use fleet::events::{Phases, ProbeOutcome, ProbeResult};
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry,
 };
 
-const NS: &str = "web_prober";
+/// Check and phase durations, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NS)
-}
-
-/// The service's metrics.
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    pub checks: IntCounterVec,
-    pub check_duration: Histogram,
-    pub latency: HistogramVec,
-    pub delivery_errors: IntCounter,
-    pub published: IntCounter,
-    pub dropped: IntCounter,
-    pub targets: IntGauge,
-    pub reloads: IntCounterVec,
-    pub config_valid: IntGauge,
-    pub in_flight: IntGauge,
-    target_success: GaugeVec,
-    target_last_success: GaugeVec,
-    target_status: GaugeVec,
-    target_phase: GaugeVec,
-    target_cert_expiry: GaugeVec,
+fleet::metrics! {
+    /// The service's metrics.
+    pub struct Metrics in "web_prober" {
+        /// Checks done, by result.
+        pub checks: IntCounterVec = "checks_total" labels ["result"],
+        /// Duration of every check, failed ones included.
+        pub check_duration: Histogram = "check_duration_seconds" buckets BUCKETS,
+        /// Phase durations of checks that got a response, over all targets.
+        pub latency: HistogramVec = "latency_seconds" labels ["phase"] buckets BUCKETS,
+        /// Results Kafka did not accept.
+        pub delivery_errors: IntCounter = "delivery_errors_total",
+        /// Results delivered to Kafka.
+        pub published: IntCounter = "results_published_total",
+        /// Results dropped because too many were waiting for Kafka.
+        pub dropped: IntCounter = "results_dropped_total",
+        /// Targets in the current configuration.
+        pub targets: IntGauge = "targets",
+        /// Reloads of the targets file, by result.
+        pub reloads: IntCounterVec = "config_reloads_total" labels ["result"],
+        /// 1 if the last load of the targets file succeeded.
+        pub config_valid: IntGauge = "config_last_reload_successful",
+        /// Checks running now.
+        pub in_flight: IntGauge = "checks_in_flight",
+        /// 1 if the target's last check was ok.
+        target_success: GaugeVec = "target_success" labels ["target"],
+        /// When the target's last ok check started.
+        target_last_success: GaugeVec = "target_last_success_timestamp_seconds" labels ["target"],
+        /// HTTP status of the target's last response (0: none).
+        target_status: GaugeVec = "target_status_code" labels ["target"],
+        /// Phase durations of the target's last check (absent phases are 0).
+        target_phase: GaugeVec = "target_phase_seconds" labels ["target", "phase"],
+        /// When the target's TLS certificate expires.
+        target_cert_expiry: GaugeVec = "target_cert_expiry_timestamp_seconds" labels ["target"],
+    }
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let buckets = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ];
-        let m = Self {
-            checks: IntCounterVec::new(
-                opts("checks_total", "Checks done, by result."),
-                &["result"],
-            )?,
-            check_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "check_duration_seconds",
-                    "Duration of every check, failed ones included.",
-                )
-                .namespace(NS)
-                .buckets(buckets.clone()),
-            )?,
-            latency: HistogramVec::new(
-                HistogramOpts::new(
-                    "latency_seconds",
-                    "Phase durations of checks that got a response, over all targets.",
-                )
-                .namespace(NS)
-                .buckets(buckets),
-                &["phase"],
-            )?,
-            delivery_errors: IntCounter::with_opts(opts(
-                "delivery_errors_total",
-                "Results Kafka did not accept.",
-            ))?,
-            published: IntCounter::with_opts(opts(
-                "results_published_total",
-                "Results delivered to Kafka.",
-            ))?,
-            dropped: IntCounter::with_opts(opts(
-                "results_dropped_total",
-                "Results dropped because too many were waiting for Kafka.",
-            ))?,
-            targets: IntGauge::with_opts(opts("targets", "Targets in the current configuration."))?,
-            reloads: IntCounterVec::new(
-                opts(
-                    "config_reloads_total",
-                    "Reloads of the targets file, by result.",
-                ),
-                &["result"],
-            )?,
-            config_valid: IntGauge::with_opts(opts(
-                "config_last_reload_successful",
-                "1 if the last load of the targets file succeeded.",
-            ))?,
-            in_flight: IntGauge::with_opts(opts("checks_in_flight", "Checks running now."))?,
-            target_success: GaugeVec::new(
-                opts("target_success", "1 if the target's last check was ok."),
-                &["target"],
-            )?,
-            target_last_success: GaugeVec::new(
-                opts(
-                    "target_last_success_timestamp_seconds",
-                    "When the target's last ok check started.",
-                ),
-                &["target"],
-            )?,
-            target_status: GaugeVec::new(
-                opts(
-                    "target_status_code",
-                    "HTTP status of the target's last response (0: none).",
-                ),
-                &["target"],
-            )?,
-            target_phase: GaugeVec::new(
-                opts(
-                    "target_phase_seconds",
-                    "Phase durations of the target's last check (absent phases are 0).",
-                ),
-                &["target", "phase"],
-            )?,
-            target_cert_expiry: GaugeVec::new(
-                opts(
-                    "target_cert_expiry_timestamp_seconds",
-                    "When the target's TLS certificate expires.",
-                ),
-                &["target"],
-            )?,
-        };
-        registry.register(Box::new(m.checks.clone()))?;
-        registry.register(Box::new(m.check_duration.clone()))?;
-        registry.register(Box::new(m.latency.clone()))?;
-        registry.register(Box::new(m.delivery_errors.clone()))?;
-        registry.register(Box::new(m.published.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.targets.clone()))?;
-        registry.register(Box::new(m.reloads.clone()))?;
-        registry.register(Box::new(m.config_valid.clone()))?;
-        registry.register(Box::new(m.in_flight.clone()))?;
-        registry.register(Box::new(m.target_success.clone()))?;
-        registry.register(Box::new(m.target_last_success.clone()))?;
-        registry.register(Box::new(m.target_status.clone()))?;
-        registry.register(Box::new(m.target_phase.clone()))?;
-        registry.register(Box::new(m.target_cert_expiry.clone()))?;
+    /// Creates and registers every metric, the closed label sets at zero.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self::register(registry)?;
         for outcome in ProbeOutcome::ALL {
             m.checks.with_label_values(&[outcome.as_str()]);
         }
