@@ -6,6 +6,7 @@
 //! - [`http`] — the `/metrics`, `/livez`, `/readyz` router and its server.
 //! - [`kafka`] — client configuration (with `KAFKA_*` passthrough) and "ensure topics".
 //! - [`metrics`] — [`metrics!`], one declaration point per metric.
+//! - [`service`] — the one service runner: endpoint, Kafka settings, topics, tasks, teardown.
 //! - [`shutdown`] — SIGINT/SIGTERM into a cancellation token.
 //! - [`telemetry`] — `tracing` logs, optional OTLP export, W3C trace context in Kafka headers.
 
@@ -15,5 +16,6 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -30,7 +30,8 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use fleet::health::Health;
 use fleet::http::Endpoint;
-use fleet::kafka::{AsyncProducer, Backoff, BrokerWatch};
+use fleet::kafka::{AsyncProducer, Backoff};
+use fleet::service::Runner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
@@ -105,8 +106,6 @@ impl Application {
             pool,
             owner,
         } = self;
-        let health = endpoint.health.clone();
-        let http_stop = CancellationToken::new();
         let alerts = alerts::router(
             store::AlertStore::new(pool.clone()),
             metrics.alerts_received.clone(),
@@ -115,16 +114,15 @@ impl Application {
                 max_body_bytes: config.alerts_max_body_bytes as usize,
             },
         );
-        let server = endpoint.spawn_with(alerts, http_stop.clone());
-
+        let mut runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
+        let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
-        let watch = BrokerWatch::new(health.clone());
         // The schema owner's connection, when there is one, lives only as long as the migrations.
         let owner = owner.unwrap_or_else(|| pool.clone());
-        let migrated = migrate_with_retry(&owner, &health, &shutdown).await;
+        let migrated = migrate_with_retry(&owner, &health, &runner.shutdown).await;
         drop(owner);
         if !migrated {
-            http_stop.cancel();
+            runner.stop().await;
             return Ok(());
         }
         let store = Store::new(
@@ -137,30 +135,22 @@ impl Application {
             .await
             .context("read totals")?;
 
-        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
         let mut all_topics = topics.names();
         all_topics.push(config.dlq_topic.as_str());
-        let (partitions, rf) = (
-            config.common.kafka_topic_partitions,
-            config.common.kafka_topic_replication_factor,
-        );
-        if !fleet::kafka::ensure_topics(&base, &watch, &all_topics, partitions, rf, &shutdown)
-            .await?
-        {
-            http_stop.cancel();
+        if !runner.ensure_topics(&all_topics).await? {
+            runner.stop().await;
             return Ok(());
         }
         let dlq = AsyncProducer::new(
             &fleet::kafka::with_defaults(
-                &base,
+                &runner.kafka,
                 &[("enable.idempotence", "true"), ("linger.ms", "5")],
             ),
-            watch.clone(),
+            runner.watch.clone(),
         )
         .context("create dead-letter producer")?;
 
-        let consumer = create_consumer(&config, &topics, &base, watch, &metrics, &store)?;
-        let abandon = CancellationToken::new();
+        let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;
         let flusher = Flusher {
             store: store.clone(),
             dlq,
@@ -168,7 +158,7 @@ impl Application {
             topics: topics.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
-            abandon,
+            abandon: CancellationToken::new(),
         };
         let settings = LoopSettings {
             rules: Rules {
@@ -182,22 +172,21 @@ impl Application {
             trace,
             final_flush_timeout: FINAL_FLUSH_TIMEOUT,
         };
-        let pinger = tokio::spawn(ping_postgres(
-            store.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
+        let (pinged, watched) = (store.clone(), health.clone());
+        runner.spawn("postgres ping", move |stop| {
+            ping_postgres(pinged, watched, stop)
+        });
         let lateness = Duration::from_secs(config.agg_max_lateness_secs);
-        let pruner = tokio::spawn(prune_host_samples_seen(store, lateness, shutdown.clone()));
-        let consume = ConsumeLoop::new(consumer, flusher, settings, health, shutdown.clone());
+        let pruned = store.clone();
+        runner.spawn("host sample key pruner", move |stop| {
+            prune_host_samples_seen(pruned, lateness, stop)
+        });
+        let consume =
+            ConsumeLoop::new(consumer, flusher, settings, health, runner.shutdown.clone());
         tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
-        tokio::task::spawn_blocking(move || consume.run())
-            .await
-            .context("consume loop panicked")?;
-        pinger.abort();
-        pruner.abort();
-        http_stop.cancel();
-        let _ = server.await;
+        let consumed = tokio::task::spawn_blocking(move || consume.run()).await;
+        runner.stop().await;
+        consumed.context("consume loop panicked")?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -206,13 +195,12 @@ impl Application {
 fn create_consumer(
     config: &Config,
     topics: &Topics,
-    base: &rdkafka::ClientConfig,
-    watch: BrokerWatch,
+    runner: &Runner,
     metrics: &Metrics,
     store: &Store,
 ) -> anyhow::Result<BaseConsumer<AggregatorContext>> {
     let mut consumer_config = fleet::kafka::with_defaults(
-        base,
+        &runner.kafka,
         &[
             ("auto.offset.reset", "earliest"),
             // A restarted instance gets its partitions back within seconds, not a minute.
@@ -235,7 +223,7 @@ fn create_consumer(
         consumer_config.set("group.instance.id", id);
     }
     let context = AggregatorContext::new(
-        watch,
+        runner.watch.clone(),
         metrics.clone(),
         store.clone(),
         tokio::runtime::Handle::current(),
@@ -293,7 +281,11 @@ async fn prune_host_samples_seen(store: Store, lateness: Duration, shutdown: Can
         let before = chrono::Utc::now()
             .checked_sub_signed(keep)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        match sources::hosts::prune_seen(store.pool(), before).await {
+        let pruned = tokio::select! {
+            () = shutdown.cancelled() => return,
+            pruned = sources::hosts::prune_seen(store.pool(), before) => pruned,
+        };
+        match pruned {
             Ok(pruned) => tracing::debug!(pruned, "host sample keys pruned"),
             Err(err) => tracing::warn!(%err, "cannot prune host sample keys (retried later)"),
         }
@@ -307,7 +299,12 @@ async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match tokio::time::timeout(Duration::from_secs(4), store.ping()).await {
+        // A stop does not wait for a database that stopped answering.
+        let pinged = tokio::select! {
+            () = shutdown.cancelled() => return,
+            pinged = tokio::time::timeout(Duration::from_secs(4), store.ping()) => pinged,
+        };
+        match pinged {
             Ok(Ok(())) => health.pass(POSTGRES_CHECK),
             Ok(Err(err)) => health.fail(POSTGRES_CHECK, err.to_string()),
             Err(_) => health.fail(POSTGRES_CHECK, "ping timed out"),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
 use fleet::http::Endpoint;
-use fleet::kafka::BrokerWatch;
+use fleet::service::Runner;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SimMode};
@@ -69,31 +69,19 @@ impl Application {
             endpoint,
             metrics,
         } = self;
-        let health = endpoint.health.clone();
-        let http_stop = CancellationToken::new();
-        let server = endpoint.spawn(http_stop.clone());
-
-        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
-        let watch = BrokerWatch::new(health.clone());
-        health.register(DELIVERY_CHECK, false);
+        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        runner.health.register(DELIVERY_CHECK, false);
         let (mut producer, delivered) = CallProducer::new(
-            &base,
+            &runner.kafka,
             config.calls_topic.clone(),
-            watch.clone(),
+            runner.watch.clone(),
             metrics.clone(),
             propagate_trace,
         )
         .context("create Kafka producer")?;
-
-        let topics = [config.calls_topic.as_str()];
-        let (partitions, rf) = (
-            config.common.kafka_topic_partitions,
-            config.common.kafka_topic_replication_factor,
-        );
-        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
+        if !runner.ensure_topics(&[&config.calls_topic]).await? {
             // Stopped before Kafka answered: nothing was generated, nothing is queued.
-            http_stop.cancel();
-            let _ = server.await;
+            runner.stop().await;
             return Ok(0);
         }
 
@@ -104,16 +92,18 @@ impl Application {
             stream_origin(&config),
         );
         let send_interval = Duration::from_secs_f64((1.0 / config.calls_per_second).max(1.0));
-        let monitor_stop = CancellationToken::new();
         let queue_depth = metrics.queue_depth.clone();
-        let monitor = tokio::spawn(fleet::health::watch_deliveries(
-            health.clone(),
-            DELIVERY_CHECK,
-            delivered,
-            move || queue_depth.get() > 0,
-            send_interval * 3,
-            monitor_stop.clone(),
-        ));
+        let health = runner.health.clone();
+        runner.spawn("delivery monitor", move |stop| {
+            fleet::health::watch_deliveries(
+                health,
+                DELIVERY_CHECK,
+                delivered,
+                move || queue_depth.get() > 0,
+                send_interval * 3,
+                stop,
+            )
+        });
 
         tracing::info!(topic = %config.calls_topic, mode = ?config.sim_mode,
             rate = config.calls_per_second, "simulating calls");
@@ -121,7 +111,7 @@ impl Application {
             generator,
             config.sim_mode,
             config.sim_max_calls,
-            &shutdown,
+            &runner.shutdown,
             |call| {
                 let result = producer.send(call);
                 metrics.queue_depth.set(i64::from(producer.in_flight()));
@@ -133,10 +123,7 @@ impl Application {
         tracing::info!(sent, "flushing producer");
         let flushed = tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT));
         metrics.queue_depth.set(i64::from(producer.in_flight()));
-        monitor_stop.cancel();
-        let _ = monitor.await;
-        http_stop.cancel();
-        let _ = server.await;
+        runner.stop().await;
         flushed.with_context(|| format!("{} calls not delivered", producer.in_flight()))?;
         tracing::info!(sent, delivered = metrics.produced.get(), "stopped");
         Ok(sent)

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fleet::http::Endpoint;
-use fleet::kafka::{AsyncProducer, BrokerWatch};
+use fleet::kafka::AsyncProducer;
+use fleet::service::Runner;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -86,15 +87,10 @@ impl Application {
             endpoint,
             metrics,
         } = self;
-        let health = endpoint.health.clone();
-        let http_stop = CancellationToken::new();
-        let server = endpoint.spawn(http_stop.clone());
-
-        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
-        let watch = BrokerWatch::new(health.clone());
-        health.register(DELIVERY_CHECK, false);
+        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        runner.health.register(DELIVERY_CHECK, false);
         let config_kafka = fleet::kafka::with_defaults(
-            &base,
+            &runner.kafka,
             &[
                 ("enable.idempotence", "true"),
                 ("compression.type", "lz4"),
@@ -104,17 +100,11 @@ impl Application {
                 ("message.timeout.ms", "10000"),
             ],
         );
-        let producer =
-            AsyncProducer::new(&config_kafka, watch.clone()).context("create Kafka producer")?;
-        let topics = [config.host_metrics_topic.as_str()];
-        let (partitions, rf) = (
-            config.common.kafka_topic_partitions,
-            config.common.kafka_topic_replication_factor,
-        );
-        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
+        let producer = AsyncProducer::new(&config_kafka, runner.watch.clone())
+            .context("create Kafka producer")?;
+        if !runner.ensure_topics(&[&config.host_metrics_topic]).await? {
             // Stopped before Kafka answered: nothing was sampled.
-            http_stop.cancel();
-            let _ = server.await;
+            runner.stop().await;
             return Ok(Summary::default());
         }
 
@@ -130,16 +120,21 @@ impl Application {
             deliver_stop.clone(),
             FLUSH_TIMEOUT,
         ));
-        let monitor_stop = CancellationToken::new();
         let buffered = metrics.service.buffered.clone();
-        let monitor = tokio::spawn(fleet::health::watch_deliveries(
-            health.clone(),
-            DELIVERY_CHECK,
-            delivered,
-            move || buffered.get() > 0,
+        let (health, stall) = (
+            runner.health.clone(),
             config.interval().max(Duration::from_secs(1)) * 3,
-            monitor_stop.clone(),
-        ));
+        );
+        runner.spawn("delivery monitor", move |stop| {
+            fleet::health::watch_deliveries(
+                health,
+                DELIVERY_CHECK,
+                delivered,
+                move || buffered.get() > 0,
+                stall,
+                stop,
+            )
+        });
 
         let filters = Filters {
             net_include: config.net_interfaces_include.clone(),
@@ -159,7 +154,7 @@ impl Application {
         let mut taken = 0u64;
         while config.sample_max_count.is_none_or(|max| taken < max) {
             tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = runner.shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             let started = Instant::now();
@@ -182,10 +177,7 @@ impl Application {
         tracing::info!(taken, buffered = shared.waiting(), "delivering the backlog");
         deliver_stop.cancel();
         let undelivered = deliverer.await.context("delivery task panicked")?;
-        monitor_stop.cancel();
-        let _ = monitor.await;
-        http_stop.cancel();
-        let _ = server.await;
+        runner.stop().await;
         if undelivered > 0 {
             anyhow::bail!("{undelivered} samples not delivered");
         }

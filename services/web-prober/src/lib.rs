@@ -19,7 +19,8 @@ use anyhow::Context as _;
 use fleet::events::ProbeResult;
 use fleet::health::Health;
 use fleet::http::Endpoint;
-use fleet::kafka::{AsyncProducer, BrokerWatch, Outgoing};
+use fleet::kafka::{AsyncProducer, Outgoing};
+use fleet::service::Runner;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::Checker;
@@ -91,31 +92,22 @@ impl Application {
             endpoint,
             metrics,
         } = self;
-        let health = endpoint.health.clone();
-        let http_stop = CancellationToken::new();
-        let server = endpoint.spawn(http_stop.clone());
+        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        let health = runner.health.clone();
         health.register(DELIVERY_CHECK, false);
         health.register(TARGETS_CHECK, false);
-
-        let base = fleet::kafka::client_config(&config.common.kafka_bootstrap_servers);
-        let watch = BrokerWatch::new(health.clone());
         let producer_config = fleet::kafka::with_defaults(
-            &base,
+            &runner.kafka,
             &[
                 ("enable.idempotence", "true"),
                 ("compression.type", "lz4"),
                 ("linger.ms", "5"),
             ],
         );
-        let producer =
-            AsyncProducer::new(&producer_config, watch.clone()).context("create Kafka producer")?;
-        let topics = [config.probes_topic.as_str()];
-        let (partitions, rf) = (
-            config.common.kafka_topic_partitions,
-            config.common.kafka_topic_replication_factor,
-        );
-        if !fleet::kafka::ensure_topics(&base, &watch, &topics, partitions, rf, &shutdown).await? {
-            http_stop.cancel();
+        let producer = AsyncProducer::new(&producer_config, runner.watch.clone())
+            .context("create Kafka producer")?;
+        if !runner.ensure_topics(&[&config.probes_topic]).await? {
+            runner.stop().await;
             return Ok(());
         }
 
@@ -128,16 +120,21 @@ impl Application {
             delivered.clone(),
             pending.clone(),
         );
-        let monitor_stop = CancellationToken::new();
         let waiting = pending.clone();
-        let monitor = tokio::spawn(fleet::health::watch_deliveries(
+        let (watched, stall) = (
             health.clone(),
-            DELIVERY_CHECK,
-            delivered,
-            move || waiting.load(Ordering::Relaxed) > 0,
             config.interval().max(Duration::from_secs(10)) * 3,
-            monitor_stop.clone(),
-        ));
+        );
+        runner.spawn("delivery monitor", move |stop| {
+            fleet::health::watch_deliveries(
+                watched,
+                DELIVERY_CHECK,
+                delivered,
+                move || waiting.load(Ordering::Relaxed) > 0,
+                stall,
+                stop,
+            )
+        });
 
         let mut scheduler = Scheduler::new(
             checker,
@@ -156,7 +153,7 @@ impl Application {
         let mut poll = tokio::time::interval(config.reload_every());
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = runner.shutdown.cancelled() => break,
                 _ = poll.tick() => {}
                 () = reload.recv() => {
                     tracing::info!("SIGHUP: reloading the targets file");
@@ -176,10 +173,7 @@ impl Application {
 
         scheduler.stop().await;
         let flushed = tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT));
-        monitor_stop.cancel();
-        let _ = monitor.await;
-        http_stop.cancel();
-        let _ = server.await;
+        runner.stop().await;
         flushed.context("results not delivered at shutdown")?;
         tracing::info!("stopped");
         Ok(())
