@@ -117,23 +117,12 @@ impl Application {
         let mut runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
-        // The schema owner's connection, when there is one, lives only as long as the migrations.
         let owner = owner.unwrap_or_else(|| pool.clone());
-        let migrated = migrate_with_retry(&owner, &health, &runner.shutdown).await;
-        drop(owner);
-        if !migrated {
+        let Some(store) = open_store(&config, &topics, pool, owner, &metrics, &runner).await?
+        else {
             runner.stop().await;
             return Ok(());
-        }
-        let store = Store::new(
-            pool.clone(),
-            config.consumer_group.clone(),
-            topics.clone(),
-            config.agg_window_secs as i32,
-        );
-        sources::calls::restore_totals(store.pool(), &metrics)
-            .await
-            .context("read totals")?;
+        };
 
         let mut all_topics = topics.names();
         all_topics.push(config.dlq_topic.as_str());
@@ -160,18 +149,6 @@ impl Application {
             health: health.clone(),
             abandon: CancellationToken::new(),
         };
-        let settings = LoopSettings {
-            rules: Rules {
-                window_secs: i64::from(config.agg_window_secs),
-                long_call_threshold_ms: i64::from(config.long_call_threshold_secs) * 1000,
-            },
-            flush_interval: config.flush_interval(),
-            max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),
-            max_message_bytes: config.agg_max_message_bytes as usize,
-            max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
-            trace,
-            final_flush_timeout: FINAL_FLUSH_TIMEOUT,
-        };
         let (pinged, watched) = (store.clone(), health.clone());
         runner.spawn("postgres ping", move |stop| {
             ping_postgres(pinged, watched, stop)
@@ -181,6 +158,7 @@ impl Application {
         runner.spawn("host sample key pruner", move |stop| {
             prune_host_samples_seen(pruned, lateness, stop)
         });
+        let settings = loop_settings(&config, trace);
         let consume =
             ConsumeLoop::new(consumer, flusher, settings, health, runner.shutdown.clone());
         tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
@@ -189,6 +167,50 @@ impl Application {
         consumed.context("consume loop panicked")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Migrates the schema (as `owner`, whose connection lives only as long as the migrations),
+/// retrying while PostgreSQL is unreachable, and shows the stored totals. `None` if the stop
+/// came first.
+async fn open_store(
+    config: &Config,
+    topics: &Topics,
+    pool: Pool,
+    owner: Pool,
+    metrics: &Metrics,
+    runner: &Runner,
+) -> anyhow::Result<Option<Store>> {
+    if !migrate_with_retry(&owner, &runner.health, &runner.shutdown).await {
+        return Ok(None);
+    }
+    drop(owner);
+    let window_secs = config.agg_window_secs as i32;
+    let store = Store::new(
+        pool,
+        config.consumer_group.clone(),
+        topics.clone(),
+        window_secs,
+    );
+    sources::calls::restore_totals(store.pool(), metrics)
+        .await
+        .context("read totals")?;
+    Ok(Some(store))
+}
+
+/// The consume loop's settings.
+fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
+    LoopSettings {
+        rules: Rules {
+            window_secs: i64::from(config.agg_window_secs),
+            long_call_threshold_ms: i64::from(config.long_call_threshold_secs) * 1000,
+        },
+        flush_interval: config.flush_interval(),
+        max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),
+        max_message_bytes: config.agg_max_message_bytes as usize,
+        max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
+        trace,
+        final_flush_timeout: FINAL_FLUSH_TIMEOUT,
     }
 }
 

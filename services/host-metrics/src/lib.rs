@@ -136,43 +136,9 @@ impl Application {
             )
         });
 
-        let filters = Filters {
-            net_include: config.net_interfaces_include.clone(),
-            net_exclude: config.net_interfaces_exclude.clone(),
-            fs_mounts_exclude: config.fs_mounts_exclude.clone(),
-            fs_types_exclude: config.fs_types_exclude.clone(),
-        };
-        let mut probe = HostProbe::new(config.host_root.clone(), filters);
-        let mut counters = Counters::default();
-        // The first sample waits a little, so that its CPU usage covers a real interval.
-        let first = tokio::time::Instant::now() + config.interval().min(Duration::from_secs(1));
-        let mut tick = tokio::time::interval_at(first, config.interval());
-        // A late tick (a suspended VM) is not made up for with a burst of samples.
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(%host, topic = %config.host_metrics_topic,
             interval_secs = config.sample_interval_secs, "sampling");
-        let mut taken = 0u64;
-        while config.sample_max_count.is_none_or(|max| taken < max) {
-            tokio::select! {
-                () = runner.shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let started = Instant::now();
-            let reading = tokio::task::block_in_place(|| probe.read());
-            let incs = sample::increases(&mut counters, &reading);
-            let sample = sample::build_sample(&host, &reading, &incs);
-            metrics
-                .service
-                .sample_duration
-                .observe(started.elapsed().as_secs_f64());
-            metrics.set_host(&host, &reading, &incs);
-            metrics.service.samples.inc();
-            taken += 1;
-            match serde_json::to_vec(&sample) {
-                Ok(payload) => shared.push(payload),
-                Err(err) => tracing::error!(%err, "cannot encode sample"),
-            }
-        }
+        let taken = sample_until_stopped(&config, &host, &metrics, &shared, &runner.shutdown).await;
 
         tracing::info!(taken, buffered = shared.waiting(), "delivering the backlog");
         deliver_stop.cancel();
@@ -189,4 +155,49 @@ impl Application {
         tracing::info!(?summary, "stopped");
         Ok(summary)
     }
+}
+
+/// Samples every interval until `SAMPLE_MAX_COUNT` samples are taken or `shutdown` fires, each
+/// into the delivery backlog. Returns how many were taken.
+async fn sample_until_stopped(
+    config: &Config,
+    host: &str,
+    metrics: &Metrics,
+    backlog: &Shared,
+    shutdown: &CancellationToken,
+) -> u64 {
+    let filters = Filters {
+        net_include: config.net_interfaces_include.clone(),
+        net_exclude: config.net_interfaces_exclude.clone(),
+        fs_mounts_exclude: config.fs_mounts_exclude.clone(),
+        fs_types_exclude: config.fs_types_exclude.clone(),
+    };
+    let mut probe = HostProbe::new(config.host_root.clone(), filters);
+    let mut counters = Counters::default();
+    // The first sample waits a little, so that its CPU usage covers a real interval.
+    let first = tokio::time::Instant::now() + config.interval().min(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(first, config.interval());
+    // A late tick (a suspended VM) is not made up for with a burst of samples.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut taken = 0u64;
+    while config.sample_max_count.is_none_or(|max| taken < max) {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let started = Instant::now();
+        let reading = tokio::task::block_in_place(|| probe.read());
+        let incs = sample::increases(&mut counters, &reading);
+        let sample = sample::build_sample(host, &reading, &incs);
+        let took = started.elapsed().as_secs_f64();
+        metrics.service.sample_duration.observe(took);
+        metrics.set_host(host, &reading, &incs);
+        metrics.service.samples.inc();
+        taken += 1;
+        match serde_json::to_vec(&sample) {
+            Ok(payload) => backlog.push(payload),
+            Err(err) => tracing::error!(%err, "cannot encode sample"),
+        }
+    }
+    taken
 }

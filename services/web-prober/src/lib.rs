@@ -149,27 +149,13 @@ impl Application {
                 .then(|| regex::Regex::new(&config.probe_regex))
                 .transpose()?,
         };
-        let mut loaded: Option<String> = None;
-        let mut poll = tokio::time::interval(config.reload_every());
-        loop {
-            tokio::select! {
-                () = runner.shutdown.cancelled() => break,
-                _ = poll.tick() => {}
-                () = reload.recv() => {
-                    tracing::info!("SIGHUP: reloading the targets file");
-                    loaded = None;
-                }
-            }
-            load_targets(
-                &config,
-                &defaults,
-                &mut loaded,
-                &mut scheduler,
-                &metrics,
-                &health,
-            )
-            .await;
-        }
+        let cx = Reload {
+            config: &config,
+            defaults: &defaults,
+            metrics: &metrics,
+            health: &health,
+        };
+        check_until_stopped(&cx, &mut scheduler, &mut reload, &runner.shutdown).await;
 
         scheduler.stop().await;
         let flushed = tokio::task::block_in_place(|| producer.flush(FLUSH_TIMEOUT));
@@ -205,42 +191,76 @@ impl ReloadSignal for tokio::signal::unix::Signal {
 
 /// Reads the targets file; when its content changed since `loaded`, applies it. An invalid
 /// file keeps the running targets and says why (log, metrics, the `targets` health check).
-async fn load_targets(
-    config: &Config,
-    defaults: &Defaults,
-    loaded: &mut Option<String>,
+/// What loading the targets file needs besides the scheduler.
+struct Reload<'a> {
+    config: &'a Config,
+    defaults: &'a Defaults,
+    metrics: &'a Metrics,
+    health: &'a Health,
+}
+
+/// Loads the targets file into the scheduler, then again whenever it changes (polled) or on
+/// `reload`, until `shutdown`.
+async fn check_until_stopped(
+    cx: &Reload<'_>,
     scheduler: &mut Scheduler,
-    metrics: &Metrics,
-    health: &Health,
+    reload: &mut impl ReloadSignal,
+    shutdown: &CancellationToken,
 ) {
-    let path = &config.probe_targets_file;
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) => {
-            let why = format!("cannot read {}: {err}", path.display());
-            if loaded.as_deref() != Some(why.as_str()) {
-                reject(metrics, health, &why);
-                *loaded = Some(why);
+    let mut loaded: Option<String> = None;
+    let mut poll = tokio::time::interval(cx.config.reload_every());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = poll.tick() => {}
+            () = reload.recv() => {
+                tracing::info!("SIGHUP: reloading the targets file");
+                loaded = None;
             }
+        }
+        cx.load(&mut loaded, scheduler);
+    }
+}
+
+impl Reload<'_> {
+    /// Applies the targets file when its text differs from `loaded` (the last text applied, or
+    /// the last error), and records the outcome.
+    fn load(&self, loaded: &mut Option<String>, scheduler: &mut Scheduler) {
+        let Self {
+            config,
+            defaults,
+            metrics,
+            health,
+        } = *self;
+        let path = &config.probe_targets_file;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) => {
+                let why = format!("cannot read {}: {err}", path.display());
+                if loaded.as_deref() != Some(why.as_str()) {
+                    reject(metrics, health, &why);
+                    *loaded = Some(why);
+                }
+                return;
+            }
+        };
+        if loaded.as_deref() == Some(text.as_str()) {
             return;
         }
-    };
-    if loaded.as_deref() == Some(text.as_str()) {
-        return;
-    }
-    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    match targets::parse(&text, yaml, defaults) {
-        Ok(targets) => {
-            let diff = scheduler.apply(&targets);
-            metrics.reloads.with_label_values(&["success"]).inc();
-            metrics.config_valid.set(1);
-            health.pass(TARGETS_CHECK);
-            tracing::info!(targets = targets.len(), started = diff.start.len(),
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        match targets::parse(&text, yaml, defaults) {
+            Ok(targets) => {
+                let diff = scheduler.apply(&targets);
+                metrics.reloads.with_label_values(&["success"]).inc();
+                metrics.config_valid.set(1);
+                health.pass(TARGETS_CHECK);
+                tracing::info!(targets = targets.len(), started = diff.start.len(),
                 stopped = diff.stop.len(), file = %path.display(), "targets loaded");
+            }
+            Err(why) => reject(metrics, health, &format!("{}: {why}", path.display())),
         }
-        Err(why) => reject(metrics, health, &format!("{}: {why}", path.display())),
+        *loaded = Some(text);
     }
-    *loaded = Some(text);
 }
 
 fn reject(metrics: &Metrics, health: &Health, why: &str) {
