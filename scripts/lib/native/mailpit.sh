@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Mailpit for the native stack (sourced by scripts/local-up.sh, after scripts/lib/local-stack.sh):
 # Alertmanager's SMTP server; the mails are read through its API (natively there is no web UI:
-# README). Kept in the state folder's mailpit/ across restarts (compose keeps them in memory).
+# docs/running.md). Kept in the state folder's mailpit/ across restarts (compose keeps them in memory).
 ensure_mailpit() {
   pid_of mailpit >/dev/null && return
   local bin

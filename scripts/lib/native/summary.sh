@@ -7,7 +7,7 @@ print_table() {
   for c in "${COMPONENTS[@]}"; do
     pid=$(pid_of "$c") || continue
     case $c in
-      # Natively without the web UIs their Go modules lack (README): the APIs.
+      # Natively without the web UIs their Go modules lack (docs/running.md): the APIs.
       mailpit) url="http://127.0.0.1:$MAILPIT_PORT/api/v1/messages (SMTP on $SMTP_PORT)" ;;
       jaeger) url="http://127.0.0.1:$JAEGER_PORT/api/traces (OTLP on $JAEGER_OTLP_PORT)" ;;
       kafka) url="kafka: $(cat "$RUN/kafka.bootstrap" 2>/dev/null) ($STACK_KAFKA_MODE)" ;;

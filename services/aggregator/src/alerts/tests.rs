@@ -10,7 +10,7 @@ const SAMPLE: &str = r#"{
       "status": "firing",
       "labels": {"alertname": "FleetServiceDown", "instance": "call-simulator:6067",
                  "job": "call-simulator", "service": "call-simulator", "severity": "critical"},
-      "annotations": {"summary": "call-simulator is down", "runbook": "README.md#alert-fleetservicedown"},
+      "annotations": {"summary": "call-simulator is down", "runbook": "docs/alerts.md#alert-fleetservicedown"},
       "startsAt": "2026-11-23T10:00:00.123Z",
       "endsAt": "0001-01-01T00:00:00Z",
       "generatorURL": "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0",
