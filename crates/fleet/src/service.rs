@@ -9,6 +9,9 @@
 //! in the same order (without waiting for them): nothing keeps running after a failed start.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use axum::Router;
 use rdkafka::ClientConfig;
@@ -106,6 +109,22 @@ impl Runner {
         self.tasks.push(Task { name, stop, handle });
     }
 
+    /// Keeps the health check `check` (registered by the service) true to its deliveries: it
+    /// fails while `waiting` says messages wait and `delivered` has not moved for `limit` (see
+    /// [`crate::health::watch_deliveries`]).
+    pub fn watch_deliveries(
+        &mut self,
+        check: &'static str,
+        delivered: Arc<AtomicU64>,
+        waiting: impl Fn() -> bool + Send + 'static,
+        limit: Duration,
+    ) {
+        let health = self.health.clone();
+        self.spawn("delivery monitor", move |stop| {
+            crate::health::watch_deliveries(health, check, delivered, waiting, limit, stop)
+        });
+    }
+
     /// Tears down in reverse order of start, awaiting each task.
     pub async fn stop(mut self) {
         while let Some(task) = self.tasks.pop() {
@@ -128,7 +147,7 @@ impl Drop for Runner {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::*;
 

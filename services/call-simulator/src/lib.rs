@@ -93,17 +93,13 @@ impl Application {
         );
         let send_interval = Duration::from_secs_f64((1.0 / config.calls_per_second).max(1.0));
         let queue_depth = metrics.queue_depth.clone();
-        let health = runner.health.clone();
-        runner.spawn("delivery monitor", move |stop| {
-            fleet::health::watch_deliveries(
-                health,
-                DELIVERY_CHECK,
-                delivered,
-                move || queue_depth.get() > 0,
-                send_interval * 3,
-                stop,
-            )
-        });
+        let stall = send_interval * 3;
+        runner.watch_deliveries(
+            DELIVERY_CHECK,
+            delivered,
+            move || queue_depth.get() > 0,
+            stall,
+        );
 
         tracing::info!(topic = %config.calls_topic, mode = ?config.sim_mode,
             rate = config.calls_per_second, "simulating calls");

@@ -121,20 +121,8 @@ impl Application {
             FLUSH_TIMEOUT,
         ));
         let buffered = metrics.service.buffered.clone();
-        let (health, stall) = (
-            runner.health.clone(),
-            config.interval().max(Duration::from_secs(1)) * 3,
-        );
-        runner.spawn("delivery monitor", move |stop| {
-            fleet::health::watch_deliveries(
-                health,
-                DELIVERY_CHECK,
-                delivered,
-                move || buffered.get() > 0,
-                stall,
-                stop,
-            )
-        });
+        let stall = config.interval().max(Duration::from_secs(1)) * 3;
+        runner.watch_deliveries(DELIVERY_CHECK, delivered, move || buffered.get() > 0, stall);
 
         tracing::info!(%host, topic = %config.host_metrics_topic,
             interval_secs = config.sample_interval_secs, "sampling");

@@ -121,20 +121,9 @@ impl Application {
             pending.clone(),
         );
         let waiting = pending.clone();
-        let (watched, stall) = (
-            health.clone(),
-            config.interval().max(Duration::from_secs(10)) * 3,
-        );
-        runner.spawn("delivery monitor", move |stop| {
-            fleet::health::watch_deliveries(
-                watched,
-                DELIVERY_CHECK,
-                delivered,
-                move || waiting.load(Ordering::Relaxed) > 0,
-                stall,
-                stop,
-            )
-        });
+        let stall = config.interval().max(Duration::from_secs(10)) * 3;
+        let waiting = move || waiting.load(Ordering::Relaxed) > 0;
+        runner.watch_deliveries(DELIVERY_CHECK, delivered, waiting, stall);
 
         let mut scheduler = Scheduler::new(
             checker,

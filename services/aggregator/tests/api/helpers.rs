@@ -263,6 +263,17 @@ pub struct Expected {
     pub long_calls: i64,
 }
 
+impl Expected {
+    /// What two inputs add up to.
+    pub fn and(self, other: Self) -> Self {
+        Self {
+            calls: self.calls + other.calls,
+            duration_ms: self.duration_ms + other.duration_ms,
+            long_calls: self.long_calls + other.long_calls,
+        }
+    }
+}
+
 /// Produces `n` simulated calls (seeded) keyed by caller and waits for delivery.
 pub fn produce_calls(bootstrap: &str, topic: &str, n: usize, seed: u64) -> Expected {
     // The stream spans n/rate seconds ending about now, inside the accepted lateness.

@@ -107,12 +107,7 @@ async fn a_postgres_outage_drops_health_and_loses_nothing_after_recovery() {
         h == 1.0 && r == 200
     })
     .await;
-    let both = Expected {
-        calls: first.calls + second.calls,
-        duration_ms: first.duration_ms + second.duration_ms,
-        long_calls: first.long_calls + second.long_calls,
-    };
-    assert_stored_exactly(&db, both).await;
+    assert_stored_exactly(&db, first.and(second)).await;
     app.stop().await;
 }
 
@@ -201,12 +196,7 @@ async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_
     let _restored = PgProxy::start(proxy.addr).await;
     db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
         .await;
-    let both = Expected {
-        calls: first.calls + second.calls,
-        duration_ms: first.duration_ms + second.duration_ms,
-        long_calls: first.long_calls + second.long_calls,
-    };
-    assert_stored_exactly(&db, both).await;
+    assert_stored_exactly(&db, first.and(second)).await;
     assert_eq!(a.metric("aggregator_partitions_pending").await, 0.0);
     b.stop().await;
     a.stop().await;
