@@ -6,6 +6,7 @@ use clap::Parser;
 use fleet::config::CommonArgs;
 use fleet::events::topics;
 
+use crate::sources::TopicSettings;
 use crate::topics::Topics;
 
 /// Consumes the call stream, aggregates it in event-time windows and persists it to
@@ -16,17 +17,9 @@ pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Topic of the calls.
-    #[arg(long, env = "CALLS_TOPIC", default_value = topics::CALLS)]
-    pub calls_topic: String,
-
-    /// Topic of the host samples.
-    #[arg(long, env = "HOST_METRICS_TOPIC", default_value = topics::HOST_METRICS)]
-    pub host_metrics_topic: String,
-
-    /// Topic of the web check results.
-    #[arg(long, env = "PROBES_TOPIC", default_value = topics::WEB_PROBES)]
-    pub probes_topic: String,
+    /// The topic of each source (see `sources`).
+    #[command(flatten)]
+    pub topics: TopicSettings,
 
     /// Dead-letter topic: invalid messages are copied there unchanged.
     #[arg(long, env = "DLQ_TOPIC", default_value = topics::DLQ)]
@@ -107,11 +100,7 @@ pub struct Config {
 impl Config {
     /// The consumed topics; an error names the clash when two are the same.
     pub fn topics(&self) -> Result<Topics, String> {
-        Topics::new([
-            self.calls_topic.clone(),
-            self.host_metrics_topic.clone(),
-            self.probes_topic.clone(),
-        ])
+        Topics::new(self.topics.names())
     }
 
     /// The flush interval as a duration.

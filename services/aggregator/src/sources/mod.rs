@@ -5,54 +5,85 @@
 //! after the offset fence held (see [`crate::store`]), and what `write` returns says what the
 //! metrics count once that transaction committed.
 //!
-//! Registering a source is [`Source`]: its variant, its place in [`Source::ALL`], its topic
-//! setting and its empty part. docs/architecture.md lists everything a new source touches.
+//! Registering a source is one entry of the `sources!` registry below: its variant of
+//! [`Source`], its part's type, and its topic setting (field, variable, default, help), which
+//! `Config` flattens in. docs/architecture.md lists everything a new source touches.
 
 pub mod calls;
 pub mod hosts;
 pub mod probes;
 
+use fleet::events::topics;
 use futures::future::BoxFuture;
 use prometheus::local::LocalHistogram;
 
 use crate::batch::Rules;
 use crate::decode::{Invalid, check_time};
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::{Migration, StoreError};
 use crate::topics::Topics;
 
-/// What a consumed topic carries: the registry of sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
-    /// Phone calls from `call-simulator`.
-    Calls,
-    /// Host samples from `host-metrics`.
-    Hosts,
-    /// Check results from `web-prober`.
-    Probes,
+/// Declares the registry: [`Source`], [`Source::ALL`], each source's topic setting and empty
+/// part, and [`TopicSettings`] (the settings `Config` flattens in).
+macro_rules! sources {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident($part:ty): $field:ident, $env:literal = $default:expr, $help:literal;
+    )*) => {
+        /// What a consumed topic carries.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Source {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Source {
+            /// Every source, in a fixed order (the order of the topic settings and of the flush).
+            pub const ALL: [Source; [$(Source::$variant),*].len()] = [$(Source::$variant),*];
+
+            /// The setting that names its topic.
+            pub fn setting(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $env,)*
+                }
+            }
+
+            /// An empty part of a batch for its messages.
+            pub fn part(self) -> Box<dyn Part> {
+                match self {
+                    $(Self::$variant => Box::<$part>::default(),)*
+                }
+            }
+        }
+
+        /// The topic each source is read from.
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct TopicSettings {
+            $(
+                #[doc = $help]
+                #[arg(long, env = $env, default_value = $default)]
+                pub $field: String,
+            )*
+        }
+
+        impl TopicSettings {
+            /// The topic names, in [`Source::ALL`] order.
+            pub fn names(&self) -> [String; Source::ALL.len()] {
+                [$(self.$field.clone()),*]
+            }
+        }
+    };
 }
 
-impl Source {
-    /// Every source, in a fixed order (the order of the topic settings and of the flush).
-    pub const ALL: [Source; 3] = [Self::Calls, Self::Hosts, Self::Probes];
-
-    /// The setting that names its topic.
-    pub fn setting(self) -> &'static str {
-        match self {
-            Self::Calls => "CALLS_TOPIC",
-            Self::Hosts => "HOST_METRICS_TOPIC",
-            Self::Probes => "PROBES_TOPIC",
-        }
-    }
-
-    /// An empty part of a batch for its messages.
-    pub fn part(self) -> Box<dyn Part> {
-        match self {
-            Self::Calls => Box::<calls::Calls>::default(),
-            Self::Hosts => Box::<hosts::Hosts>::default(),
-            Self::Probes => Box::<probes::Probes>::default(),
-        }
-    }
+// The registry: adding a source is a folder beside these and one entry here.
+sources! {
+    /// Phone calls from `call-simulator`.
+    Calls(calls::Calls): calls_topic, "CALLS_TOPIC" = topics::CALLS, "Topic of the calls.";
+    /// Host samples from `host-metrics`.
+    Hosts(hosts::Hosts): host_metrics_topic, "HOST_METRICS_TOPIC" = topics::HOST_METRICS,
+        "Topic of the host samples.";
+    /// Check results from `web-prober`.
+    Probes(probes::Probes): probes_topic, "PROBES_TOPIC" = topics::WEB_PROBES,
+        "Topic of the web check results.";
 }
 
 /// A consumed partition.
@@ -133,6 +164,12 @@ pub trait Part: Send + Sync + std::fmt::Debug {
 
     /// The tables `write` writes (label values, pre-registered at start).
     fn tables(&self) -> &'static [&'static str];
+
+    /// The migrations of its tables, beyond the history under `migrations/` (versions after
+    /// it; the SQL files in the source's folder, by `include_str!`).
+    fn migrations(&self) -> &'static [Migration] {
+        &[]
+    }
 
     /// Writes the part inside the flush transaction. Runs again, on a new transaction, when
     /// the previous attempt failed; nothing is counted until one commits.

@@ -1,13 +1,19 @@
-//! Schema migrations: versioned SQL files under `migrations/`, embedded at build time and
-//! applied in order at start. One transaction holding an advisory lock makes concurrent starts
-//! safe: the second aggregator waits, then finds everything applied.
+//! Schema migrations: versioned SQL files, embedded at build time and applied in version order
+//! at start: the history under `migrations/`, and those a source lists for its own tables
+//! ([`Part::migrations`](crate::sources::Part::migrations)). One transaction holding an
+//! advisory lock makes concurrent starts safe: the second aggregator waits, then finds
+//! everything applied.
 
 use deadpool_postgres::Pool;
 
 use super::StoreError;
+use crate::sources::Source;
 
-/// `(version, name, sql)`, in order. Never edit an applied file: add a new one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
+/// `(version, name, sql)`. Never edit an applied file: add a new one.
+pub type Migration = (i32, &'static str, &'static str);
+
+/// The history, in order.
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "call_pipeline",
@@ -41,6 +47,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "roles", include_str!("../../migrations/0007_roles.sql")),
 ];
 
+/// Every migration, in version order: the history and the sources' own.
+fn all() -> Vec<Migration> {
+    let mut all = MIGRATIONS.to_vec();
+    for source in Source::ALL {
+        all.extend_from_slice(source.part().migrations());
+    }
+    all.sort_unstable_by_key(|(version, ..)| *version);
+    all
+}
+
 /// Arbitrary, fixed key of the migration advisory lock ("fleetpul" in ASCII).
 const LOCK_KEY: i64 = 0x666c_6565_7470_756c;
 
@@ -64,7 +80,7 @@ pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     .await?;
     let applied = applied(&*tx).await?;
     let mut count = 0;
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in &all() {
         if applied.contains(version) {
             continue;
         }
@@ -90,9 +106,7 @@ async fn all_applied(client: &tokio_postgres::Client) -> Result<bool, StoreError
         return Ok(false);
     }
     let applied = applied(client).await?;
-    Ok(MIGRATIONS
-        .iter()
-        .all(|(version, ..)| applied.contains(version)))
+    Ok(all().iter().all(|(version, ..)| applied.contains(version)))
 }
 
 /// The versions recorded in `schema_migrations`.
@@ -101,4 +115,19 @@ async fn applied(client: &impl tokio_postgres::GenericClient) -> Result<Vec<i32>
         .query("SELECT version FROM schema_migrations", &[])
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_unique_and_the_history_comes_first() {
+        let versions: Vec<i32> = all().iter().map(|(v, ..)| *v).collect();
+        let mut unique = versions.clone();
+        unique.dedup();
+        assert_eq!(unique, versions, "two migrations share a version");
+        let history: Vec<i32> = MIGRATIONS.iter().map(|(v, ..)| *v).collect();
+        assert_eq!(versions[..history.len()], history[..]);
+    }
 }

@@ -21,7 +21,7 @@ use deadpool_postgres::Pool;
 
 pub use alerts::AlertStore;
 pub use connect::connect_pool;
-pub use migrate::migrate;
+pub use migrate::{Migration, migrate};
 
 use crate::batch::Batch;
 use crate::sources::{Source, Tp, Write, Written};
