@@ -43,24 +43,34 @@ impl Topics {
 mod tests {
     use super::*;
 
+    /// A distinct name per source.
+    fn distinct() -> [String; Source::ALL.len()] {
+        Source::ALL.map(|s| format!("{s:?}").to_lowercase())
+    }
+
     #[test]
     fn names_and_sources_map_both_ways() {
-        let topics = Topics::new(["c".into(), "h".into(), "p".into()]).unwrap();
+        let topics = Topics::new(distinct()).unwrap();
         for source in Source::ALL {
             assert_eq!(topics.source_of(topics.name(source)), Some(source));
         }
         assert_eq!(topics.source_of("other"), None);
-        assert_eq!(topics.names(), ["c", "h", "p"]);
+        assert_eq!(topics.names(), distinct());
     }
 
     #[test]
     fn equal_names_are_rejected() {
-        let err = Topics::new(["x".into(), "x".into(), "p".into()]).unwrap_err();
+        let mut names = distinct();
+        names[1] = names[0].clone();
+        let err = Topics::new(names.clone()).unwrap_err();
+        let (second, name) = (Source::ALL[1].setting(), &names[0]);
         assert!(
-            err.contains("HOST_METRICS_TOPIC") && err.contains("`x`"),
+            err.contains(second) && err.contains(&format!("`{name}`")),
             "{err}"
         );
-        let err = Topics::new(["c".into(), "p".into(), "p".into()]).unwrap_err();
-        assert!(err.contains("PROBES_TOPIC"), "{err}");
+        let mut names = distinct();
+        names[2] = names[1].clone();
+        let err = Topics::new(names).unwrap_err();
+        assert!(err.contains(Source::ALL[2].setting()), "{err}");
     }
 }

@@ -143,7 +143,7 @@ async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact(
             a.metric("aggregator_assigned_partitions").await,
             b.metric("aggregator_assigned_partitions").await,
         );
-        if pa > 0.0 && pb > 0.0 && pa + pb == f64::from(6 + HOST_PARTITIONS + 1) {
+        if pa > 0.0 && pb > 0.0 && pa + pb == consumed_partitions(6) {
             break;
         }
         assert!(

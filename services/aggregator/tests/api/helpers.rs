@@ -153,6 +153,12 @@ pub fn create_topics(bootstrap: &str, names: &Names, partitions: i32) {
     );
 }
 
+/// Partitions an aggregator group is assigned when the calls topic has `calls`: those of
+/// [`create_topics`] but the dead-letter topic's.
+pub fn consumed_partitions(calls: i32) -> f64 {
+    f64::from(calls + HOST_PARTITIONS + 1)
+}
+
 /// Aggregator arguments for the test's broker, database and names.
 pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
     [

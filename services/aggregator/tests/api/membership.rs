@@ -28,7 +28,7 @@ async fn a_restarted_static_member_gets_its_partitions_back_and_the_other_keeps_
     let db = TestDb::create().await;
     let a = member(&bootstrap, &db, &names, "a");
     let b = member(&bootstrap, &db, &names, "b");
-    let total = f64::from(6 + HOST_PARTITIONS + 1);
+    let total = consumed_partitions(6);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (a_owns, b_owns) = loop {
         let (pa, pb) = (a.metric(ASSIGNED), b.metric(ASSIGNED));
