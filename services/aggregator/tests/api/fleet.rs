@@ -45,17 +45,17 @@ pub fn env(
     kafka: &[(&str, String)],
     own: &[(&str, String)],
 ) -> Vec<(String, String)> {
+    let topics = names
+        .topics()
+        .map(|(setting, name)| (setting, name.to_string()));
     let common = [
-        ("CALLS_TOPIC", names.calls.clone()),
-        ("HOST_METRICS_TOPIC", names.hosts.clone()),
-        ("PROBES_TOPIC", names.probes.clone()),
         ("DLQ_TOPIC", names.dlq.clone()),
         ("CONSUMER_GROUP", names.group.clone()),
         ("DATABASE_URL", db.url.clone()),
         ("AGG_FLUSH_INTERVAL_MS", "100".into()),
     ];
-    common
-        .iter()
+    (topics.iter())
+        .chain(&common)
         .chain(kafka)
         .chain(own)
         .map(|(k, v)| ((*k).to_string(), v.clone()))

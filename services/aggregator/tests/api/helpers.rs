@@ -127,6 +127,15 @@ impl Names {
             group: format!("agg-{id}"),
         }
     }
+
+    /// Each consumed topic's setting and this test's name for it.
+    pub fn topics(&self) -> [(&'static str, &str); 3] {
+        [
+            ("CALLS_TOPIC", &self.calls),
+            ("HOST_METRICS_TOPIC", &self.hosts),
+            ("PROBES_TOPIC", &self.probes),
+        ]
+    }
 }
 
 /// Partitions of the host-metrics topic in tests.
@@ -161,18 +170,19 @@ pub fn consumed_partitions(calls: i32) -> f64 {
 
 /// Aggregator arguments for the test's broker, database and names.
 pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
-    [
+    // CALLS_TOPIC is --calls-topic.
+    let topics = names.topics().into_iter().flat_map(|(setting, name)| {
+        let flag = format!("--{}", setting.to_lowercase().replace('_', "-"));
+        [flag, name.to_string()]
+    });
+    let head = [
         "aggregator",
         "--kafka-bootstrap-servers",
         bootstrap,
         "--database-url",
         db_url,
-        "--calls-topic",
-        &names.calls,
-        "--host-metrics-topic",
-        &names.hosts,
-        "--probes-topic",
-        &names.probes,
+    ];
+    let tail = [
         "--dlq-topic",
         &names.dlq,
         "--consumer-group",
@@ -181,10 +191,9 @@ pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
         "127.0.0.1:0",
         "--agg-flush-interval-ms",
         "100",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    let (head, tail) = (head.map(String::from), tail.map(String::from));
+    head.into_iter().chain(topics).chain(tail).collect()
 }
 
 /// An aggregator running in this process.
