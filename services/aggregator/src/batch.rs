@@ -132,7 +132,8 @@ impl Batch {
         self.parts.iter().map(AsRef::as_ref)
     }
 
-    /// True when a flush would change anything (even only offsets past invalid messages).
+    /// True when a flush would change nothing (a batch of invalid messages only still moves
+    /// offsets).
     pub fn is_empty(&self) -> bool {
         self.progress.is_empty()
     }

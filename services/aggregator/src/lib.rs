@@ -250,6 +250,7 @@ fn create_consumer(
         store.clone(),
         tokio::runtime::Handle::current(),
         topics.clone(),
+        runner.shutdown.clone(),
     );
     let consumer: BaseConsumer<AggregatorContext> = consumer_config
         .create_with_context(context)

@@ -47,8 +47,8 @@ fleet::metrics! {
         pub pending_bytes: IntGauge = "pending_bytes",
         /// 1 while consumption is paused because unflushed data reached its memory budget.
         pub partitions_paused: IntGauge = "partitions_paused",
-        /// Assigned partitions whose stored offset PostgreSQL has not answered yet: paused,
-        /// read again with backoff.
+        /// Assigned partitions whose stored offset is not read, or not sought, yet (PostgreSQL
+        /// did not answer, a flush did not commit, a seek failed): paused, retried with backoff.
         pub partitions_pending: IntGauge = "partitions_pending",
         /// Partition assignments and revocations.
         pub rebalances: IntCounter = "rebalances_total",

@@ -178,8 +178,6 @@ impl ReloadSignal for tokio::signal::unix::Signal {
     }
 }
 
-/// Reads the targets file; when its content changed since `loaded`, applies it. An invalid
-/// file keeps the running targets and says why (log, metrics, the `targets` health check).
 /// What loading the targets file needs besides the scheduler.
 struct Reload<'a> {
     config: &'a Config,

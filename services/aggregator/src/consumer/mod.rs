@@ -13,14 +13,15 @@
 //! batch being built and the positions, and runs every callback. A flush runs on the Tokio
 //! runtime with its own `Arc` of the batch it was handed, and reports over a channel; one
 //! flush is in flight at a time, so batches commit in order. The loop applies a landed flush
-//! (metrics, stored offsets, the Kafka commit), or the revocation callback does when a
-//! rebalance comes first.
+//! (metrics, stored offsets, the Kafka commit), or the rebalance callback does when a
+//! rebalance comes first (a revocation, or a cooperative assignment).
 //!
 //! Offsets live in PostgreSQL, written by the flush with the data they cover: see
 //! [`rebalance`] for how assignments seek to them and revocations hand over, and
 //! [`crate::store`] for the fence. Kafka's own committed offsets are written after each flush
 //! only so that lag tools see progress.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -45,7 +46,7 @@ use fetch::FetchQueue;
 use ingest::Ingestor;
 use offsets::Positions;
 pub use rebalance::AggregatorContext;
-use rebalance::{ASSIGN_WAIT, InFlight, lock};
+use rebalance::{InFlight, OFFSETS_READ_WAIT, lock};
 
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
@@ -260,7 +261,9 @@ impl ConsumeLoop {
             .metrics
             .pending_bytes
             .set(self.ingest.batch.approx_bytes() as i64);
-        if self.ingest.batch.is_empty() && !in_flight {
+        // Pending partitions are work not done either: left pending, they fail `progress`.
+        let pending = self.context().read(|p| !p.pending().is_empty());
+        if self.ingest.batch.is_empty() && !in_flight && !pending {
             self.stall.idle();
         } else {
             self.stall.pending(now);
@@ -402,13 +405,16 @@ impl ConsumeLoop {
     /// resumes them. A partition whose seek failed stays pending: resumed, it would read on
     /// from wherever it stood.
     fn resolve_pending(&mut self) {
+        if Instant::now() < self.pending_retry.0 || self.shutdown.is_cancelled() {
+            return; // at a stop, they are not read again: the loop is leaving
+        }
         let pending: Vec<Tp> = self
             .context()
             .read(|p| p.pending().iter().copied().collect());
-        if pending.is_empty() || Instant::now() < self.pending_retry.0 {
+        if pending.is_empty() {
             return;
         }
-        let stored = match self.context().stored_offsets(&pending, ASSIGN_WAIT) {
+        let stored = match self.context().stored_offsets(&pending, OFFSETS_READ_WAIT) {
             Ok(stored) => stored,
             Err(err) => {
                 tracing::warn!(%err, "cannot read stored offsets yet, retrying");
@@ -416,12 +422,19 @@ impl ConsumeLoop {
                 return;
             }
         };
-        let sought: std::collections::HashMap<Tp, i64> = stored
+        let sought: HashMap<Tp, i64> = stored
             .into_iter()
             .filter(|(tp, next)| self.context().seek(&self.consumer, *tp, *next))
             .collect();
         self.context().update(|p| p.assign(&sought));
-        tracing::info!(?sought, "stored offsets read: partitions resume from them");
+        let failed = pending.len() - sought.len();
+        if !sought.is_empty() {
+            tracing::info!(
+                ?sought,
+                failed,
+                "stored offsets read: partitions resume from them"
+            );
+        }
         if !self.paused {
             let list = self
                 .context()
@@ -430,7 +443,7 @@ impl ConsumeLoop {
                 tracing::warn!(%err, "resume failed");
             }
         }
-        if sought.len() < pending.len() {
+        if failed > 0 {
             self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
         } else {
             self.pending_retry.1.reset();

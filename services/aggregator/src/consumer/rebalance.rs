@@ -1,10 +1,12 @@
 //! The consumer context: the rebalance callback, the statistics and error callbacks, and the
-//! state they share with the loop. librdkafka runs every callback on the consumer thread,
-//! inside `poll`, so the state behind these locks is never contended; the locks only make the
-//! sharing with `&self` callbacks sound.
+//! state they share with the loop. librdkafka runs the rebalance and statistics callbacks on
+//! the consumer thread, inside `poll`, so the state behind these locks is not contended; the
+//! locks make the sharing with `&self` callbacks sound (the log callback, on librdkafka's own
+//! threads, touches only the broker watch).
 //!
 //! On an assignment the callback reads the new partitions' stored offsets from PostgreSQL,
-//! once and bounded by [`ASSIGN_WAIT`], and seeds the assignment with them (or the beginning).
+//! once and bounded by [`OFFSETS_READ_WAIT`], and seeds the assignment with them (or the
+//! beginning).
 //! When PostgreSQL does not answer in time the partitions are assigned paused and *pending*
 //! ([`super::offsets`]); the loop reads their offsets with backoff and seeks there, so the
 //! callback never waits on PostgreSQL without a bound. On a revocation it first lets the
@@ -26,6 +28,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use super::fetch::FetchQueue;
 use super::offsets::Positions;
@@ -36,8 +39,9 @@ use crate::sources::{Source, Tp};
 use crate::store::Store;
 use crate::topics::Topics;
 
-/// How long an assignment waits for the stored offsets before the partitions go pending.
-pub const ASSIGN_WAIT: Duration = Duration::from_secs(5);
+/// How long one read of stored offsets may take (an assignment's, then the loop's retries)
+/// before the partitions go, or stay, pending.
+pub const OFFSETS_READ_WAIT: Duration = Duration::from_secs(5);
 /// How long a revocation waits for the in-flight flush to settle.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,6 +60,8 @@ pub struct AggregatorContext {
     pub(super) store: Store,
     pub(super) runtime: Handle,
     pub(super) topics: Topics,
+    /// A read of stored offsets gives up when the service stops.
+    shutdown: CancellationToken,
     /// Where each assigned partition stands.
     positions: Mutex<Positions>,
     /// Whether any partition is pending: spares the ingest a lock per message.
@@ -77,6 +83,7 @@ impl AggregatorContext {
         store: Store,
         runtime: Handle,
         topics: Topics,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             watch,
@@ -84,6 +91,7 @@ impl AggregatorContext {
             store,
             runtime,
             topics,
+            shutdown,
             positions: Mutex::default(),
             any_pending: AtomicBool::new(false),
             reassigned: AtomicBool::new(false),
@@ -140,21 +148,27 @@ impl AggregatorContext {
         }
     }
 
-    /// One bounded read of the stored offsets of `partitions` (absent ones: -1).
+    /// One read of the stored offsets of `partitions` (absent ones: -1), bounded by `within`
+    /// and by the stop.
     pub(super) fn stored_offsets(
         &self,
         partitions: &[Tp],
         within: Duration,
     ) -> Result<HashMap<Tp, i64>, String> {
-        let read = tokio::time::timeout(within, self.store.load_offsets(partitions));
-        match self.runtime.block_on(read) {
-            Ok(Ok(stored)) => Ok(partitions
-                .iter()
-                .map(|p| (*p, stored.get(p).copied().unwrap_or(-1)))
-                .collect()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err(format!("no answer within {within:?}")),
-        }
+        let read = async {
+            tokio::select! {
+                () = self.shutdown.cancelled() => Err("stopping".to_string()),
+                read = tokio::time::timeout(within, self.store.load_offsets(partitions)) => match read {
+                    Ok(read) => read.map_err(|err| err.to_string()),
+                    Err(_) => Err(format!("no answer within {within:?}")),
+                },
+            }
+        };
+        let stored = self.runtime.block_on(read)?;
+        let all = partitions
+            .iter()
+            .map(|p| (*p, stored.get(p).copied().unwrap_or(-1)));
+        Ok(all.collect())
     }
 
     /// The partitions of `tpl` that belong to topics we consume.
@@ -165,7 +179,7 @@ impl AggregatorContext {
             .collect()
     }
 
-    /// A list of `partitions` at `offset_of` each.
+    /// A list of `partitions`, each at its offset.
     pub(super) fn list(
         &self,
         partitions: impl IntoIterator<Item = (Tp, Offset)>,
@@ -192,7 +206,7 @@ impl AggregatorContext {
             self.rewind_kept(consumer);
         }
         let partitions = self.partitions_of(tpl);
-        let stored = self.stored_offsets(&partitions, ASSIGN_WAIT);
+        let stored = self.stored_offsets(&partitions, OFFSETS_READ_WAIT);
         // Pending partitions start at the end, paused: the little fetched before the pause is
         // dropped, and the seek to the stored offset discards it anyway.
         let seeded = match &stored {
@@ -272,7 +286,8 @@ impl AggregatorContext {
     /// loop is about to drop the data it read past it. One that cannot be sought goes pending.
     fn rewind_kept(&self, consumer: &BaseConsumer<Self>) {
         let known: Vec<(Tp, i64)> = self.read(|p| p.known().collect());
-        let failed: Vec<Tp> = (known.into_iter())
+        let failed: Vec<Tp> = known
+            .into_iter()
             .filter(|(tp, next)| !self.seek(consumer, *tp, *next))
             .map(|(tp, _)| tp)
             .collect();

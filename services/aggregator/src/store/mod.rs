@@ -4,11 +4,11 @@
 //! **Guarantee.** A flush writes, in one transaction, every source's part of the batch (see
 //! [`crate::sources`]: the call windows, long calls and totals; the host samples, each host and
 //! sample time once however many messages carried it, and their windows; the check results and
-//! their windows) and the next offset of every partition (of every topic) the batch covers. The offsets are fenced: a
-//! partition's row advances only if it still holds the value this aggregator started the batch
-//! from, so a zombie (an instance that lost the partition in a rebalance it has not seen yet)
-//! cannot commit a batch another instance has also read; its transaction rolls back and it
-//! re-reads the stored offsets. Dead letters are produced before the transaction that moves
+//! their windows) and the next offset of every partition (of every topic) the batch covers. The
+//! offsets are fenced: a partition's row advances only if it still holds the value this
+//! aggregator started the batch from, so a zombie (an instance that lost the partition in a
+//! rebalance it has not seen yet) cannot commit a batch another instance has also read; its
+//! transaction rolls back and it re-reads the stored offsets. Dead letters are produced before the transaction that moves
 //! past them, so they are delivered at least once.
 
 mod alerts;

@@ -44,6 +44,25 @@ impl PgProxy {
     }
 }
 
+/// A PostgreSQL that stopped answering: it accepts connections on `addr` and never replies.
+async fn hang_at(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    // The cut proxy lets go of the address as its task ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(err) => assert!(Instant::now() < deadline, "bind {addr}: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    })
+}
+
 async fn wait_until(app: &TestApp, what: &str, within: Duration, check: impl Fn(f64, u16) -> bool) {
     let deadline = Instant::now() + within;
     loop {
@@ -200,4 +219,40 @@ async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_
     assert_eq!(a.metric("aggregator_partitions_pending").await, 0.0);
     b.stop().await;
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_partitions_wait_for_a_hung_postgres_is_prompt_and_the_other_member_takes_over()
+ {
+    let names = Names::new();
+    let bootstrap = broker(&names, 4);
+    let db = TestDb::create().await;
+    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
+    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let a = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
+    let first = produce_calls(&bootstrap, &names.calls, 1_000, 71);
+    db.wait_for_offsets(&names.group, 1_000, Duration::from_secs(60))
+        .await;
+    proxy.cut();
+    let hung = hang_at(proxy.addr).await;
+    let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.metric("aggregator_partitions_pending").await == 0.0 {
+        assert!(Instant::now() < deadline, "A never had pending partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A stops while its partitions wait: it does not wait for PostgreSQL on the way out (a
+    // read of their offsets would hang for 5 s).
+    let stopping = Instant::now();
+    a.stop().await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    hung.abort();
+    // B takes everything over and stores what follows, once.
+    let second = produce_calls(&bootstrap, &names.calls, 2_000, 72);
+    db.wait_for_offsets(&names.group, 3_000, Duration::from_secs(60))
+        .await;
+    assert_stored_exactly(&db, first.and(second)).await;
+    b.stop().await;
 }
