@@ -237,15 +237,26 @@ impl TestApp {
 
     /// Waits (bounded) for `name` to reach `value`.
     pub async fn wait_metric(&self, name: &str, value: f64, within: Duration) {
+        self.wait_metric_where(name, within, |v| (v - value).abs() < 1e-9)
+            .await;
+    }
+
+    /// Waits (bounded) until `check` holds for the metric's value, and returns that value.
+    pub async fn wait_metric_where(
+        &self,
+        name: &str,
+        within: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> f64 {
         let deadline = Instant::now() + within;
         loop {
             let current = self.metric(name).await;
-            if (current - value).abs() < 1e-9 {
-                return;
+            if check(current) {
+                return current;
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} = {current}, expected {value} within {within:?}"
+                "{name} = {current}, not as expected within {within:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -79,22 +79,58 @@ async fn wait_until(app: &TestApp, what: &str, within: Duration, check: impl Fn(
     }
 }
 
+/// An aggregator whose PostgreSQL is reached through a proxy the test can cut, on a calls
+/// topic of `partitions`, once `calls` calls (seeded with `seed`) are stored.
+struct Proxied {
+    names: Names,
+    bootstrap: String,
+    db: TestDb,
+    proxy: PgProxy,
+    app: TestApp,
+    stored: Expected,
+}
+
+impl Proxied {
+    async fn start(partitions: i32, calls: usize, seed: u64) -> Self {
+        let names = Names::new();
+        let bootstrap = broker(&names, partitions);
+        let db = TestDb::create().await;
+        let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
+        let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+        assert_ne!(
+            proxied_url, db.url,
+            "TEST_DATABASE_URL must use 127.0.0.1:5432"
+        );
+        let app = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
+        let stored = produce_calls(&bootstrap, &names.calls, calls, seed);
+        db.wait_for_offsets(&names.group, stored.calls, Duration::from_secs(60))
+            .await;
+        Self {
+            names,
+            bootstrap,
+            db,
+            proxy,
+            app,
+            stored,
+        }
+    }
+
+    /// A second member of the group, reaching PostgreSQL directly.
+    async fn other_member(&self) -> TestApp {
+        TestApp::spawn(args(&self.bootstrap, &self.db.url, &self.names)).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_drops_health_and_loses_nothing_after_recovery() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 3);
-    let db = TestDb::create().await;
-    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
-    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    assert_ne!(
-        proxied_url, db.url,
-        "TEST_DATABASE_URL must use 127.0.0.1:5432"
-    );
-    let app = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
-
-    let first = produce_calls(&bootstrap, &names.calls, 2_000, 3);
-    db.wait_for_offsets(&names.group, 2_000, Duration::from_secs(60))
-        .await;
+    let Proxied {
+        names,
+        bootstrap,
+        db,
+        proxy,
+        app,
+        stored: first,
+    } = Proxied::start(3, 2_000, 3).await;
     wait_until(&app, "healthy", Duration::from_secs(10), |h, r| {
         h == 1.0 && r == 200
     })
@@ -168,21 +204,14 @@ async fn a_kafka_outage_makes_readyz_503_until_the_broker_returns() {
 async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_their_stored_offsets()
  {
     const ASSIGNED: &str = "aggregator_assigned_partitions";
-    let names = Names::new();
-    let bootstrap = broker(&names, 4);
-    let db = TestDb::create().await;
-    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
-    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    let a = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
-    let first = produce_calls(&bootstrap, &names.calls, 2_000, 61);
-    db.wait_for_offsets(&names.group, 2_000, Duration::from_secs(60))
-        .await;
+    let proxied = Proxied::start(4, 2_000, 61).await;
+    let (a, db, names) = (&proxied.app, &proxied.db, &proxied.names);
 
     // A loses PostgreSQL, then a second member joins: A cannot read the stored offsets of its
     // share of the new assignment. The group settles all the same (A's rebalance callback
     // does not wait for PostgreSQL), A's share paused.
-    proxy.cut();
-    let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    proxied.proxy.cut();
+    let b = proxied.other_member().await;
     let total = consumed_partitions(4);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -198,12 +227,11 @@ async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // B stores its share meanwhile.
-    let second = produce_calls(&bootstrap, &names.calls, 3_000, 62);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while b.metric("aggregator_calls_total").await == 0.0 {
-        assert!(Instant::now() < deadline, "B stored nothing");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let second = produce_calls(&proxied.bootstrap, &names.calls, 3_000, 62);
+    b.wait_metric_where("aggregator_calls_total", Duration::from_secs(30), |v| {
+        v > 0.0
+    })
+    .await;
     assert_eq!(
         a.metric("aggregator_calls_total").await,
         2_000.0,
@@ -212,35 +240,34 @@ async fn partitions_assigned_while_postgres_is_down_wait_paused_and_resume_from_
 
     // A's PostgreSQL returns: its partitions resume from their stored offsets, and every call
     // is stored once.
-    let _restored = PgProxy::start(proxy.addr).await;
+    let _restored = PgProxy::start(proxied.proxy.addr).await;
     db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
         .await;
-    assert_stored_exactly(&db, first.and(second)).await;
+    assert_stored_exactly(db, proxied.stored.and(second)).await;
     assert_eq!(a.metric("aggregator_partitions_pending").await, 0.0);
     b.stop().await;
-    a.stop().await;
+    proxied.app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_partitions_wait_for_a_hung_postgres_is_prompt_and_the_other_member_takes_over()
  {
-    let names = Names::new();
-    let bootstrap = broker(&names, 4);
-    let db = TestDb::create().await;
-    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
-    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
-    let a = TestApp::spawn(args(&bootstrap, &proxied_url, &names)).await;
-    let first = produce_calls(&bootstrap, &names.calls, 1_000, 71);
-    db.wait_for_offsets(&names.group, 1_000, Duration::from_secs(60))
+    let proxied = Proxied::start(4, 1_000, 71).await;
+    proxied.proxy.cut();
+    let hung = hang_at(proxied.proxy.addr).await;
+    let b = proxied.other_member().await;
+    let pending = "aggregator_partitions_pending";
+    (proxied.app)
+        .wait_metric_where(pending, Duration::from_secs(30), |v| v > 0.0)
         .await;
-    proxy.cut();
-    let hung = hang_at(proxy.addr).await;
-    let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while a.metric("aggregator_partitions_pending").await == 0.0 {
-        assert!(Instant::now() < deadline, "A never had pending partitions");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let Proxied {
+        names,
+        bootstrap,
+        db,
+        app: a,
+        stored: first,
+        ..
+    } = proxied;
 
     // A stops while its partitions wait: it does not wait for PostgreSQL on the way out (a
     // read of their offsets would hang for 5 s).
