@@ -262,7 +262,7 @@ impl ConsumeLoop {
             .pending_bytes
             .set(self.ingest.batch.approx_bytes() as i64);
         // Pending partitions are work not done either: left pending, they fail `progress`.
-        let pending = self.context().read(|p| !p.pending().is_empty());
+        let pending = self.context().any_pending();
         if self.ingest.batch.is_empty() && !in_flight && !pending {
             self.stall.idle();
         } else {
@@ -405,15 +405,15 @@ impl ConsumeLoop {
     /// resumes them. A partition whose seek failed stays pending: resumed, it would read on
     /// from wherever it stood.
     fn resolve_pending(&mut self) {
-        if Instant::now() < self.pending_retry.0 || self.shutdown.is_cancelled() {
+        if !self.context().any_pending() || Instant::now() < self.pending_retry.0 {
+            return;
+        }
+        if self.shutdown.is_cancelled() {
             return; // at a stop, they are not read again: the loop is leaving
         }
         let pending: Vec<Tp> = self
             .context()
             .read(|p| p.pending().iter().copied().collect());
-        if pending.is_empty() {
-            return;
-        }
         let stored = match self.context().stored_offsets(&pending, OFFSETS_READ_WAIT) {
             Ok(stored) => stored,
             Err(err) => {

@@ -117,9 +117,14 @@ impl AggregatorContext {
         look(&lock(&self.positions))
     }
 
+    /// Whether any assigned partition is pending (without taking the lock).
+    pub(super) fn any_pending(&self) -> bool {
+        self.any_pending.load(Ordering::Acquire)
+    }
+
     /// Whether the messages of `tp` are dropped until its stored offset is read.
     pub(super) fn is_pending(&self, tp: Tp) -> bool {
-        self.any_pending.load(Ordering::Acquire) && lock(&self.positions).pending().contains(&tp)
+        self.any_pending() && lock(&self.positions).pending().contains(&tp)
     }
 
     /// Forwards `partitions` to the fetch queue, if there is one, and remembers them.
