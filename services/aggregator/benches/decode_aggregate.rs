@@ -5,8 +5,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use aggregator::batch::{Batch, Rules};
-use aggregator::sources::{Ingest, Message, Source};
+use aggregator::batch::Batch;
+use aggregator::part::{Ingest, Message};
+use aggregator::rules::Rules;
+use aggregator::sources::Source;
 use call_simulator::generator::CallGenerator;
 
 const N: usize = 1_000_000;
@@ -16,16 +18,12 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
         window_secs: 60,
         long_call_threshold_ms: 60_000,
     };
-    let durations = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("d", "d"))
-        .expect("valid histogram")
-        .local();
     // What the consume loop does per message: its fence, then the source's decoder into the batch.
     let cx = Ingest {
         rules: &rules,
         max_message_bytes: 65_536,
         max_lateness_ms: 86_400_000,
         now_ms,
-        call_durations: &durations,
     };
     let mut best = f64::MAX;
     for _ in 0..3 {

@@ -23,7 +23,7 @@ use prometheus::IntCounterVec;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
-use crate::store::AlertStore;
+use crate::store::{AlertRow, AlertStatus, AlertStore};
 
 /// An Alertmanager webhook notification (payload version 4). Fields we do not store
 /// (`groupKey`, `commonLabels`, …) are ignored.
@@ -53,23 +53,6 @@ pub struct Alert {
     pub fingerprint: String,
 }
 
-/// A row of table `alerts`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertRow {
-    pub receiver: String,
-    pub status: String,
-    pub alertname: String,
-    pub severity: Option<String>,
-    pub service: Option<String>,
-    pub fingerprint: String,
-    /// JSON objects, as text (cast to `jsonb` by the insert).
-    pub labels: String,
-    pub annotations: String,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: Option<DateTime<Utc>>,
-    pub generator_url: String,
-}
-
 /// Why a body is not a notification we accept.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
@@ -88,13 +71,12 @@ pub fn rows(notification: &Notification) -> Result<Vec<AlertRow>, Rejected> {
         .alerts
         .iter()
         .map(|alert| {
-            if alert.status != "firing" && alert.status != "resolved" {
-                return Err(Rejected::Status(alert.status.clone()));
-            }
+            let status = AlertStatus::parse(&alert.status)
+                .ok_or_else(|| Rejected::Status(alert.status.clone()))?;
             let label = |name: &str| alert.labels.get(name).cloned();
             Ok(AlertRow {
                 receiver: notification.receiver.clone(),
-                status: alert.status.clone(),
+                status,
                 alertname: label("alertname").unwrap_or_default(),
                 severity: label("severity"),
                 service: label("service").or_else(|| label("job")),
@@ -114,8 +96,45 @@ fn json_object(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
 }
 
-/// The values of `aggregator_alerts_received_total`'s `status` label.
-pub const STATUSES: [&str; 5] = ["firing", "resolved", "rejected", "unauthorized", "oversize"];
+/// Why a request to the webhook was refused: `aggregator_alerts_refused_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a notification we accept (not JSON, another payload version, an unknown status).
+    Rejected,
+    /// A missing or wrong bearer token.
+    Unauthorized,
+    /// A body above `ALERTS_MAX_BODY_BYTES`.
+    Oversize,
+}
+
+impl Refusal {
+    /// Every reason, for pre-registering the label values.
+    pub const ALL: [Refusal; 3] = [Self::Rejected, Self::Unauthorized, Self::Oversize];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Unauthorized => "unauthorized",
+            Self::Oversize => "oversize",
+        }
+    }
+}
+
+/// What the webhook counts: alerts stored by status, requests refused by reason.
+#[derive(Debug, Clone)]
+pub struct Counts {
+    /// `aggregator_alerts_received_total{status}`.
+    pub received: IntCounterVec,
+    /// `aggregator_alerts_refused_total{reason}`.
+    pub refused: IntCounterVec,
+}
+
+impl Counts {
+    fn refused(&self, why: Refusal) {
+        self.refused.with_label_values(&[why.as_str()]).inc();
+    }
+}
 
 /// Why a bearer token cannot be used; the token itself is never part of the message.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -171,17 +190,16 @@ pub struct Access {
 #[derive(Clone)]
 struct AlertState {
     store: AlertStore,
-    /// `aggregator_alerts_received_total{status}`.
-    received: IntCounterVec,
+    counts: Counts,
     token: Option<Arc<[u8]>>,
     max_body_bytes: usize,
 }
 
 /// The `POST /alerts` route.
-pub fn router(store: AlertStore, received: IntCounterVec, access: Access) -> Router {
+pub fn router(store: AlertStore, counts: Counts, access: Access) -> Router {
     let state = AlertState {
         store,
-        received,
+        counts,
         token: access.token.map(|t| Arc::from(t.into_bytes())),
         max_body_bytes: access.max_body_bytes,
     };
@@ -197,7 +215,7 @@ async fn authenticate(State(state): State<AlertState>, request: Request, next: N
     if let Some(token) = &state.token
         && !authorized(request.headers(), token)
     {
-        state.received.with_label_values(&["unauthorized"]).inc();
+        state.counts.refused(Refusal::Unauthorized);
         // Debug only: whoever sends them decides how many there are.
         tracing::debug!("alert notification without the right bearer token refused");
         return (
@@ -215,14 +233,14 @@ async fn receive(
     body: Result<Json<Notification>, JsonRejection>,
 ) -> (StatusCode, String) {
     let rejected = |reason: String| {
-        state.received.with_label_values(&["rejected"]).inc();
+        state.counts.refused(Refusal::Rejected);
         tracing::warn!(%reason, "alert notification rejected");
         (StatusCode::BAD_REQUEST, format!("{reason}\n"))
     };
     let notification = match body {
         Ok(Json(notification)) => notification,
         Err(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            state.received.with_label_values(&["oversize"]).inc();
+            state.counts.refused(Refusal::Oversize);
             tracing::warn!(
                 limit = state.max_body_bytes,
                 "alert notification above ALERTS_MAX_BODY_BYTES refused"
@@ -243,12 +261,11 @@ async fn receive(
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n"));
     }
     for row in &rows {
-        state
-            .received
+        (state.counts.received)
             .with_label_values(&[row.status.as_str()])
             .inc();
         tracing::info!(
-            status = %row.status,
+            status = row.status.as_str(),
             alertname = %row.alertname,
             severity = row.severity.as_deref().unwrap_or(""),
             service = row.service.as_deref().unwrap_or(""),

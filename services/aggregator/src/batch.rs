@@ -3,7 +3,8 @@
 //! the whole batch in one transaction, so a batch is the unit of exactly-once.
 
 use crate::decode::Invalid;
-use crate::sources::{Ingest, Message, Part, Source};
+use crate::part::{Ingest, Message, Part};
+use crate::sources::Source;
 
 /// Rough per-entry overhead of a dead letter for the memory budget.
 const DEAD_LETTER_OVERHEAD: usize = 128;
@@ -27,27 +28,6 @@ pub struct Progress {
     pub partition: i32,
     pub expected: i64,
     pub next: i64,
-}
-
-/// Aggregation parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules {
-    pub window_secs: i64,
-    /// Strictly longer calls are long calls.
-    pub long_call_threshold_ms: i64,
-}
-
-impl Rules {
-    /// Start (seconds since the epoch) of the window holding `time_ms`; floors, so times
-    /// before 1970 land in the right window too.
-    pub fn window_of(&self, time_ms: i64) -> i64 {
-        window_start(time_ms, self.window_secs)
-    }
-}
-
-/// See [`Rules::window_of`].
-pub fn window_start(time_ms: i64, window_secs: i64) -> i64 {
-    time_ms.div_euclid(window_secs * 1000) * window_secs
 }
 
 /// Everything consumed since the last flush, from every topic.
@@ -128,8 +108,10 @@ impl Batch {
     }
 
     /// Each source's part, in [`Source::ALL`] order.
-    pub fn parts(&self) -> impl Iterator<Item = &dyn Part> {
-        self.parts.iter().map(AsRef::as_ref)
+    pub fn parts(&self) -> impl Iterator<Item = (Source, &dyn Part)> {
+        Source::ALL
+            .into_iter()
+            .zip(self.parts.iter().map(AsRef::as_ref))
     }
 
     /// True when a flush would change nothing (a batch of invalid messages only still moves
@@ -140,12 +122,12 @@ impl Batch {
 
     /// Kafka messages the batch covers (valid or not).
     pub fn messages(&self) -> u64 {
-        self.parts().map(Part::messages).sum::<u64>() + self.dead_letters.len() as u64
+        self.parts().map(|(_, p)| p.messages()).sum::<u64>() + self.dead_letters.len() as u64
     }
 
     /// Approximate heap held by the batch, for the memory budget.
     pub fn approx_bytes(&self) -> usize {
-        self.parts().map(Part::approx_bytes).sum::<usize>() + self.dead_letter_bytes
+        self.parts().map(|(_, p)| p.approx_bytes()).sum::<usize>() + self.dead_letter_bytes
     }
 }
 

@@ -11,12 +11,38 @@ use rdkafka::message::{Header, OwnedHeaders};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, DeadLetter};
+use crate::db::StoreError;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, Stored};
+use crate::store::{Store, Stored};
 use crate::topics::Topics;
 
 /// Name of the health check fed by flush results and idle pings.
 pub const POSTGRES_CHECK: &str = "postgres";
+
+/// Why one attempt of a flush failed: `aggregator_flush_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptError {
+    /// The transaction failed (retried).
+    Postgres,
+    /// A dead letter was not delivered (retried).
+    Dlq,
+    /// Another instance moved the offsets (the batch is dropped).
+    Fenced,
+}
+
+impl AttemptError {
+    /// Every kind, for pre-registering the label values.
+    pub const ALL: [AttemptError; 3] = [Self::Postgres, Self::Dlq, Self::Fenced];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Dlq => "dlq",
+            Self::Fenced => "fenced",
+        }
+    }
+}
 
 /// Why a flush did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +91,7 @@ impl Flusher {
                 match self.deliver(&batch.dead_letters).await {
                     Ok(()) => letters_delivered = true,
                     Err(err) => {
-                        self.metrics.flush_errors.with_label_values(&["dlq"]).inc();
+                        self.count(AttemptError::Dlq);
                         tracing::warn!(%err, "dead-letter delivery failed, retrying");
                     }
                 }
@@ -91,17 +117,11 @@ impl Flusher {
                         return Ok(Flushed { stored, took });
                     }
                     Err(StoreError::Fenced) => {
-                        self.metrics
-                            .flush_errors
-                            .with_label_values(&["fenced"])
-                            .inc();
+                        self.count(AttemptError::Fenced);
                         return Err(FlushFailure::Fenced);
                     }
                     Err(err) => {
-                        self.metrics
-                            .flush_errors
-                            .with_label_values(&["postgres"])
-                            .inc();
+                        self.count(AttemptError::Postgres);
                         self.health.fail(POSTGRES_CHECK, err.to_string());
                         tracing::warn!(%err, "flush failed, retrying");
                     }
@@ -112,6 +132,12 @@ impl Flusher {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
+    }
+
+    fn count(&self, error: AttemptError) {
+        (self.metrics.flush_errors)
+            .with_label_values(&[error.as_str()])
+            .inc();
     }
 
     /// Produces every dead letter and waits for all acknowledgements.

@@ -2,24 +2,34 @@
 //! event-time windows and persists them to PostgreSQL with an exactly-once effect (see
 //! [`store`] for the guarantee).
 //!
-//! - [`config`] — settings; [`topics`] — the topic each source is read from.
+//! The modules, by layer: each imports only modules of the layers below it
+//! (`scripts/check-layers.py` checks it; docs/architecture.md#layers).
+//!
+//! - Vocabulary: [`decode`] — the reasons a message is rejected, time bounds; [`rules`] — the
+//!   windows; [`db`] — the store's error type, a migration; [`metrics`] — the `aggregator_*`
+//!   metrics, given their label sets.
+//! - [`part`] — the interface of a source's part of a batch, and its hooks.
 //! - [`sources`] — one folder per kind of event (calls, host samples, web checks): its
-//!   decoder, its part of the batch, its SQL and tables, behind one interface.
-//! - [`decode`] — what every decoder shares: the reasons a message is rejected, time bounds.
-//! - [`batch`] — the pure batch of a flush interval: each source's part, dead letters, offsets.
-//! - [`consumer`] — the consume loop: rebalances, offset bookkeeping, ingest, flush scheduling.
-//! - [`flush`] — one flush job: dead letters, then the transaction, with retries.
-//! - [`store`] — PostgreSQL: pool, migrations, the fenced flush transaction.
-//! - [`metrics`] — the `aggregator_*` metrics.
-//! - [`alerts`] — `POST /alerts`, Alertmanager's webhook, into table `alerts`.
+//!   decoder, its part, its SQL and tables, its hooks; and the registry.
+//! - [`batch`] — the pure batch of a flush interval: each source's part, dead letters, offsets;
+//!   [`topics`] — the topic each source is read from.
+//! - [`config`] — settings; [`store`] — PostgreSQL: pool, migrations, the fenced flush
+//!   transaction, the alerts table.
+//! - [`flush`] — one flush job: dead letters, then the transaction, with retries;
+//!   [`alerts`] — `POST /alerts`, Alertmanager's webhook, into table `alerts`.
+//! - [`consumer`] — the consume loop: rebalances, offset bookkeeping, ingest, the commit.
+//! - This file: building and running the whole.
 
 pub mod alerts;
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod db;
 pub mod decode;
 pub mod flush;
 pub mod metrics;
+pub mod part;
+pub mod rules;
 pub mod sources;
 pub mod store;
 pub mod topics;
@@ -35,12 +45,15 @@ use fleet::service::Runner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Rules;
+use crate::alerts::Refusal;
 use crate::config::Config;
 use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
-use crate::flush::{Flusher, POSTGRES_CHECK};
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::flush::{AttemptError, Flusher, POSTGRES_CHECK};
+use crate::metrics::{LabelSets, Metrics};
+use crate::part::{MAINTENANCE_EVERY, Maintenance};
+use crate::rules::Rules;
+use crate::sources::Source;
+use crate::store::{AlertStatus, Store, Stored};
 use crate::topics::Topics;
 
 /// Default port of the metrics endpoint.
@@ -71,7 +84,7 @@ impl Application {
             ),
         }
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
-        let metrics = Metrics::new(&endpoint.registry, &topics)?;
+        let metrics = Metrics::new(&endpoint.registry, &label_sets(&topics))?;
         let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))
             .context("DATABASE_URL")?;
         let owner = (config.database_migration_url.as_deref())
@@ -108,7 +121,10 @@ impl Application {
         } = self;
         let alerts = alerts::router(
             store::AlertStore::new(pool.clone()),
-            metrics.alerts_received.clone(),
+            alerts::Counts {
+                received: metrics.alerts_received.clone(),
+                refused: metrics.alerts_refused.clone(),
+            },
             alerts::Access {
                 token: config.alerts_token.clone(),
                 max_body_bytes: config.alerts_max_body_bytes as usize,
@@ -154,9 +170,9 @@ impl Application {
             ping_postgres(pinged, watched, stop)
         });
         let lateness = Duration::from_secs(config.agg_max_lateness_secs);
-        let pruned = store.clone();
-        runner.spawn("host sample key pruner", move |stop| {
-            prune_host_samples_seen(pruned, lateness, stop)
+        let maintained = store.clone();
+        runner.spawn("source maintenance", move |stop| {
+            maintain_sources(maintained, lateness, stop)
         });
         let settings = loop_settings(&config, trace);
         let consume =
@@ -192,9 +208,10 @@ async fn open_store(
         topics.clone(),
         window_secs,
     );
-    sources::calls::restore_totals(store.pool(), metrics)
-        .await
-        .context("read totals")?;
+    for source in Source::ALL {
+        (source.part().start(store.pool(), metrics).await)
+            .with_context(|| format!("start the {source:?} source"))?;
+    }
     Ok(Some(store))
 }
 
@@ -289,32 +306,51 @@ async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &Cancellatio
     }
 }
 
-/// Keeps the `postgres` check true to reality while there is nothing to flush.
-/// Every 10 minutes, forgets the stored host samples a re-sent copy could no longer match: older
-/// than the lateness limit (such a copy is rejected as late), with an hour to spare.
-async fn prune_host_samples_seen(store: Store, lateness: Duration, shutdown: CancellationToken) {
-    let keep = chrono::Duration::from_std(lateness + Duration::from_secs(3600))
-        .unwrap_or(chrono::Duration::MAX);
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+/// The closed sets of label values, from the modules that own them.
+fn label_sets(topics: &Topics) -> LabelSets<'_> {
+    let parts = Source::ALL.map(Source::part);
+    let tables = parts.iter().flat_map(|p| p.tables().iter().copied());
+    LabelSets {
+        topics: topics.names(),
+        flush_errors: AttemptError::ALL.map(AttemptError::as_str).into(),
+        tables: std::iter::once(Stored::OFFSETS_TABLE)
+            .chain(tables)
+            .collect(),
+        alert_statuses: AlertStatus::ALL.map(AlertStatus::as_str).into(),
+        alert_refusals: Refusal::ALL.map(Refusal::as_str).into(),
+    }
+}
+
+/// Runs every source's [`Part::maintain`](crate::part::Part::maintain) every
+/// [`MAINTENANCE_EVERY`], outside the flushes; a failed round is logged and tried again at
+/// the next.
+async fn maintain_sources(store: Store, max_lateness: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let before = chrono::Utc::now()
-            .checked_sub_signed(keep)
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let pruned = tokio::select! {
-            () = shutdown.cancelled() => return,
-            pruned = sources::hosts::prune_seen(store.pool(), before) => pruned,
-        };
-        match pruned {
-            Ok(pruned) => tracing::debug!(pruned, "host sample keys pruned"),
-            Err(err) => tracing::warn!(%err, "cannot prune host sample keys (retried later)"),
+        for source in Source::ALL {
+            let part = source.part();
+            let cx = Maintenance {
+                pool: store.pool(),
+                now: chrono::Utc::now(),
+                max_lateness,
+            };
+            // A stop does not wait for a database that stopped answering.
+            let done = tokio::select! {
+                () = shutdown.cancelled() => return,
+                done = part.maintain(&cx) => done,
+            };
+            if let Err(err) = done {
+                tracing::warn!(%err, ?source, "source maintenance failed (retried later)");
+            }
         }
     }
 }
 
+/// Keeps the `postgres` check true to reality while there is nothing to flush.
 async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

@@ -1,13 +1,13 @@
 //! Every metric of the aggregator, declared once; the doc comment is the help text.
 //! Labels come from closed sets: topic names (configuration), partition numbers, reasons,
-//! table names.
+//! table names. The sets are given to [`Metrics::new`] by the layers that own them, so this
+//! module, at the bottom, imports none of them.
 
 use prometheus::{
     Counter, Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
 use crate::decode::Invalid;
-use crate::topics::Topics;
 
 fleet::metrics! {
     /// Metrics in the `aggregator` namespace.
@@ -25,7 +25,7 @@ fleet::metrics! {
         pub duplicate_host_samples: IntCounter = "duplicate_host_samples_total",
         /// Web check results stored in PostgreSQL by this process.
         pub probe_results: IntCounter = "probe_results_total",
-        /// Durations of the decoded calls.
+        /// Durations of the calls stored by this process.
         pub call_duration: Histogram = "call_duration_seconds"
             buckets &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
         /// Kafka messages consumed, valid or not.
@@ -39,7 +39,8 @@ fleet::metrics! {
         /// Duration of successful flush transactions.
         pub flush_duration: Histogram = "flush_duration_seconds"
             buckets &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
-        /// Failed flush attempts, by kind (postgres, dlq, fenced).
+        /// Failed flush attempts, by kind (postgres: the transaction failed, dlq: a dead letter
+        /// was not delivered, fenced: another instance moved the offsets).
         pub flush_errors: IntCounterVec = "flush_errors_total" labels ["kind"],
         /// Rows written to PostgreSQL, by table.
         pub rows_written: IntCounterVec = "rows_written_total" labels ["table"],
@@ -60,19 +61,37 @@ fleet::metrics! {
         pub stored_call_duration_seconds: Gauge = "stored_call_duration_seconds",
         /// All-time long calls in PostgreSQL, as of this instance's last flush.
         pub stored_long_calls: IntGauge = "stored_long_calls",
-        /// Alerts received from Alertmanager's webhook, by status (firing, resolved); refused
-        /// requests by why (rejected: not a notification, unauthorized: missing or wrong
-        /// token, oversize: body above the limit).
+        /// Alerts received from Alertmanager's webhook and stored, by status (firing,
+        /// resolved).
         pub alerts_received: IntCounterVec = "alerts_received_total" labels ["status"],
+        /// Requests to the webhook refused, by reason (rejected: not a notification,
+        /// unauthorized: missing or wrong token, oversize: body above the limit).
+        pub alerts_refused: IntCounterVec = "alerts_refused_total" labels ["reason"],
     }
 }
 
+/// The closed sets of label values, pre-registered so that rates start at zero instead of
+/// appearing with the first event. Each comes from the module that owns it.
+#[derive(Debug, Default)]
+pub struct LabelSets<'a> {
+    /// Consumed topic names (`topic`).
+    pub topics: Vec<&'a str>,
+    /// `flush_errors_total{kind}`.
+    pub flush_errors: Vec<&'static str>,
+    /// Every table a flush writes (`rows_written_total{table}`).
+    pub tables: Vec<&'static str>,
+    /// `alerts_received_total{status}`.
+    pub alert_statuses: Vec<&'static str>,
+    /// `alerts_refused_total{reason}`.
+    pub alert_refusals: Vec<&'static str>,
+}
+
 impl Metrics {
-    /// Creates and registers every metric; pre-creates the label values of `topics` and the
-    /// other closed sets so that rates start at zero instead of appearing with the first event.
-    pub fn new(registry: &Registry, topics: &Topics) -> prometheus::Result<Self> {
+    /// Creates and registers every metric, and every label value of `sets` (with
+    /// [`Invalid::ALL`] for the reasons).
+    pub fn new(registry: &Registry, sets: &LabelSets<'_>) -> prometheus::Result<Self> {
         let m = Self::register(registry)?;
-        for topic in topics.names() {
+        for topic in &sets.topics {
             m.events_consumed.with_label_values(&[topic]);
             m.dead_letters.with_label_values(&[topic]);
             for reason in Invalid::ALL {
@@ -80,16 +99,16 @@ impl Metrics {
                     .with_label_values(&[topic, reason.as_str()]);
             }
         }
-        for kind in ["postgres", "dlq", "fenced"] {
-            m.flush_errors.with_label_values(&[kind]);
-        }
-        let parts = crate::sources::Source::ALL.map(crate::sources::Source::part);
-        let tables = parts.iter().flat_map(|p| p.tables().iter().copied());
-        for table in std::iter::once(crate::store::Stored::OFFSETS_TABLE).chain(tables) {
-            m.rows_written.with_label_values(&[table]);
-        }
-        for status in crate::alerts::STATUSES {
-            m.alerts_received.with_label_values(&[status]);
+        let labelled = [
+            (&m.flush_errors, &sets.flush_errors),
+            (&m.rows_written, &sets.tables),
+            (&m.alerts_received, &sets.alert_statuses),
+            (&m.alerts_refused, &sets.alert_refusals),
+        ];
+        for (metric, values) in labelled {
+            for value in values {
+                metric.with_label_values(&[value]);
+            }
         }
         Ok(m)
     }

@@ -45,7 +45,7 @@ fn every_alert_of_a_notification_becomes_a_row() {
     assert_eq!(rows.len(), 2);
     let firing = &rows[0];
     assert_eq!(firing.receiver, "oncall");
-    assert_eq!(firing.status, "firing");
+    assert_eq!(firing.status, AlertStatus::Firing);
     assert_eq!(firing.alertname, "FleetServiceDown");
     assert_eq!(firing.severity.as_deref(), Some("critical"));
     assert_eq!(firing.service.as_deref(), Some("call-simulator"));
@@ -62,7 +62,7 @@ fn every_alert_of_a_notification_becomes_a_row() {
 fn a_resolved_alert_keeps_its_end_and_falls_back_to_the_job_for_the_service() {
     let rows = rows(&sample()).unwrap();
     let resolved = &rows[1];
-    assert_eq!(resolved.status, "resolved");
+    assert_eq!(resolved.status, AlertStatus::Resolved);
     assert_eq!(resolved.service.as_deref(), Some("aggregator"));
     assert_eq!(
         resolved.ends_at.map(|t| t.to_rfc3339()),

@@ -1,23 +1,11 @@
 use super::*;
-use crate::sources::{Ingest, Message};
+use crate::part::{Ingest, Message};
+use crate::rules::Rules;
 
 const RULES: Rules = Rules {
     window_secs: 60,
     long_call_threshold_ms: 60_000,
 };
-
-#[test]
-fn windows_are_tumbling_and_floor_negative_times() {
-    assert_eq!(RULES.window_of(0), 0);
-    assert_eq!(RULES.window_of(59_999), 0);
-    assert_eq!(RULES.window_of(60_000), 60);
-    assert_eq!(RULES.window_of(-1), -60);
-    let five = Rules {
-        window_secs: 300,
-        ..RULES
-    };
-    assert_eq!(five.window_of(1_700_000_123_456), 1_700_000_100);
-}
 
 #[test]
 fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
@@ -77,15 +65,11 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
         key: Some(b"00411111111"),
         payload: Some(long_call),
     };
-    let durations = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("d", "d"))
-        .unwrap()
-        .local();
     let cx = Ingest {
         rules: &RULES,
         max_message_bytes: 65_536,
         max_lateness_ms: 60_000,
         now_ms: 1_000_000,
-        call_durations: &durations,
     };
     batch.record(Source::Calls, &message, &cx).unwrap();
     assert!(batch.approx_bytes() > mid);

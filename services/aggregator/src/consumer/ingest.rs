@@ -3,7 +3,6 @@
 //! known yet (pending, see [`super::offsets`]) are dropped: the seek to that offset re-reads
 //! them.
 
-use prometheus::local::LocalHistogram;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -12,7 +11,8 @@ use super::fetch::Fetched;
 use super::rebalance::AggregatorContext;
 use crate::batch::Batch;
 use crate::metrics::Metrics;
-use crate::sources::{Ingest, Message, Source, Tp};
+use crate::part::{Ingest, Message};
+use crate::sources::{Source, Tp};
 use crate::topics::Topics;
 
 /// Most span links attached to one aggregate span.
@@ -30,7 +30,6 @@ pub(super) struct Ingestor {
     metrics: Metrics,
     topics: Topics,
     consumed: [prometheus::IntCounter; Source::ALL.len()],
-    durations: LocalHistogram,
     /// The wall clock when the current read started, milliseconds since the epoch.
     now_ms: i64,
 }
@@ -42,7 +41,6 @@ impl Ingestor {
         Self {
             batch: Batch::default(),
             aggregate_span: None,
-            durations: metrics.call_duration.local(),
             settings,
             metrics,
             topics,
@@ -54,11 +52,6 @@ impl Ingestor {
     /// A read starts: events are checked against this time.
     pub fn start_read(&mut self) {
         self.now_ms = chrono::Utc::now().timestamp_millis();
-    }
-
-    /// A read ended: the local metrics go out.
-    pub fn end_read(&mut self) {
-        self.durations.flush();
     }
 
     /// Drops the batch (a rebalance, or a flush that did not commit): it is re-read.
@@ -89,7 +82,6 @@ impl Ingestor {
             max_message_bytes: self.settings.max_message_bytes,
             max_lateness_ms: self.settings.max_lateness_ms,
             now_ms: self.now_ms,
-            call_durations: &self.durations,
         };
         if let Err(reason) = self.batch.record(source, message, &cx) {
             let topic = self.topics.name(source);

@@ -33,8 +33,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Rules;
 use crate::flush::{FlushFailure, Flusher};
+use crate::rules::Rules;
 use crate::sources::Tp;
 
 mod fetch;
@@ -197,7 +197,6 @@ impl ConsumeLoop {
                 caught_up &= fetched.len() < BURST;
                 self.ingest.take_fetched(self.consumer.context(), &fetched);
             }
-            self.ingest.end_read();
             self.maybe_flush(caught_up);
         }
         drop(fetch); // the last handle is the context's, released before the consumer (`Drop`)

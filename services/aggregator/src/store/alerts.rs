@@ -1,9 +1,52 @@
 //! Table `alerts`: Alertmanager notifications, one row per alert per notification.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
-use super::StoreError;
-use crate::alerts::AlertRow;
+use crate::db::StoreError;
+
+/// The state of an alert in a notification (`alerts.status`, and the `status` label of
+/// `aggregator_alerts_received_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    /// Every status, for pre-registering the label values.
+    pub const ALL: [AlertStatus; 2] = [Self::Firing, Self::Resolved];
+
+    /// Alertmanager's word for it; `None` for any other.
+    pub fn parse(status: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == status)
+    }
+
+    /// As stored and as the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// A row of table `alerts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub receiver: String,
+    pub status: AlertStatus,
+    pub alertname: String,
+    pub severity: Option<String>,
+    pub service: Option<String>,
+    pub fingerprint: String,
+    /// JSON objects, as text (cast to `jsonb` by the insert).
+    pub labels: String,
+    pub annotations: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: String,
+}
 
 /// One multi-row insert per notification, however many alerts it carries.
 const INSERT_ALERTS: &str = "
@@ -42,7 +85,7 @@ impl AlertStore {
                 &stmt,
                 &[
                     &column(rows, |r| &r.receiver),
-                    &column(rows, |r| &r.status),
+                    &rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
                     &column(rows, |r| &r.alertname),
                     &column(rows, |r| &r.severity),
                     &column(rows, |r| &r.service),

@@ -6,11 +6,8 @@
 
 use deadpool_postgres::Pool;
 
-use super::StoreError;
+use crate::db::{Migration, StoreError};
 use crate::sources::Source;
-
-/// `(version, name, sql)`. Never edit an applied file: add a new one.
-pub type Migration = (i32, &'static str, &'static str);
 
 /// The history, in order.
 const MIGRATIONS: &[Migration] = &[

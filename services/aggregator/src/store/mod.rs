@@ -19,12 +19,14 @@ use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 
-pub use alerts::AlertStore;
+pub use alerts::{AlertRow, AlertStatus, AlertStore};
 pub use connect::connect_pool;
-pub use migrate::{Migration, migrate};
+pub use migrate::migrate;
 
 use crate::batch::Batch;
-use crate::sources::{Source, Tp, Write, Written};
+use crate::db::StoreError;
+use crate::part::{Write, Written};
+use crate::sources::{Source, Tp};
 use crate::topics::Topics;
 
 /// What a committed flush wrote.
@@ -45,34 +47,6 @@ impl Stored {
         let parts = self.parts.iter().flat_map(|w| w.rows.iter().copied());
         std::iter::once((Self::OFFSETS_TABLE, self.offsets)).chain(parts)
     }
-}
-
-/// Errors of the store. `Fenced` is not an outage: another instance owns the data now.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("offsets moved under us (partition reassigned): batch discarded")]
-    Fenced,
-    #[error("postgres: {}", chain(.0))]
-    Db(#[from] tokio_postgres::Error),
-    #[error("postgres pool: {}", chain(.0))]
-    Pool(#[from] deadpool_postgres::PoolError),
-}
-
-/// `err` and each of its sources not already in the text: tokio-postgres and deadpool keep
-/// the reason in the source ("error performing TLS handshake" alone does not say that the
-/// certificate failed verification, nor why).
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Which consumer group and topics a store serves.
@@ -146,13 +120,13 @@ impl Store {
             .await?;
         // Fence first: a stale batch fails before it writes anything.
         let offsets = self.advance_offsets(&tx, batch).await?;
-        let to = Write {
-            tx: &tx,
-            topics: &self.topics,
-            window_secs: self.window_secs,
-        };
         let mut parts = Vec::with_capacity(Source::ALL.len());
-        for part in batch.parts() {
+        for (source, part) in batch.parts() {
+            let to = Write {
+                tx: &tx,
+                topic: self.topics.name(source),
+                window_secs: self.window_secs,
+            };
             parts.push(part.write(&to).await?);
         }
         tx.commit().await?;
@@ -194,28 +168,5 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.pool.get().await?.simple_query("SELECT 1").await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chain;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("inner reason")]
-    struct Inner;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] Inner);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer: inner reason")]
-    struct SaysItAlready(#[source] Inner);
-
-    #[test]
-    fn each_source_is_said_once() {
-        assert_eq!(chain(&Outer(Inner)), "outer: inner reason");
-        assert_eq!(chain(&SaysItAlready(Inner)), "outer: inner reason");
     }
 }

@@ -131,7 +131,7 @@ async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
         1.0
     );
     assert_eq!(
-        app.metric(r#"aggregator_alerts_received_total{status="rejected"}"#)
+        app.metric(r#"aggregator_alerts_refused_total{reason="rejected"}"#)
             .await,
         2.0
     );
@@ -166,7 +166,7 @@ async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refus
         let (status, body) = post_with(&app, resolved, authorization).await;
         assert_eq!(status, 401, "{authorization:?}: {body}");
     }
-    let unauthorized = r#"aggregator_alerts_received_total{status="unauthorized"}"#;
+    let unauthorized = r#"aggregator_alerts_refused_total{reason="unauthorized"}"#;
     assert_eq!(app.metric(unauthorized).await, 4.0);
 
     // Above 4096 bytes (a valid notification after 5,000 spaces): 413, with the right token.
@@ -177,7 +177,7 @@ async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refus
     );
     let (status, body) = post_with(&app, large, Some(&bearer)).await;
     assert_eq!(status, 413, "{body}");
-    let oversize = r#"aggregator_alerts_received_total{status="oversize"}"#;
+    let oversize = r#"aggregator_alerts_refused_total{reason="oversize"}"#;
     assert_eq!(app.metric(oversize).await, 1.0);
 
     // Only the first notification was stored.

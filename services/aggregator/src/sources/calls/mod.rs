@@ -7,15 +7,16 @@ mod store;
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 
 pub use decode::{Call, MAX_CALL_DURATION_MS, decode_call};
-pub use store::restore_totals;
 
-use super::{Ingest, Message, Part, Write, Written};
-use crate::batch::Rules;
+use crate::db::StoreError;
 use crate::decode::Invalid;
-use crate::store::StoreError;
+use crate::metrics::Metrics;
+use crate::part::{Ingest, Message, Part, Write, Written};
+use crate::rules::Rules;
 
 /// Rough per-entry overheads for the memory budget (struct, map slot, allocation headers).
 const LONG_CALL_OVERHEAD: usize = 96;
@@ -75,6 +76,8 @@ pub struct Calls {
     pub calls: u64,
     /// Sum of their durations, in milliseconds.
     pub duration_ms: i64,
+    /// Each valid call's duration, for `aggregator_call_duration_seconds` once stored.
+    pub durations_ms: Vec<i64>,
     approx_bytes: usize,
 }
 
@@ -89,6 +92,7 @@ impl Calls {
             .or_insert(delta);
         self.calls += 1;
         self.duration_ms += call.duration_ms;
+        self.durations_ms.push(call.duration_ms);
         if long {
             self.approx_bytes += LONG_CALL_OVERHEAD + call.caller.len() + call.callee.len();
             self.long_calls.push(LongCall {
@@ -121,7 +125,6 @@ impl Part for Calls {
             tracing::debug!(caller = %call.caller, callee = %call.callee,
                 duration_ms = call.duration_ms, "long call");
         }
-        cx.call_durations.observe(call.duration_ms as f64 / 1000.0);
         Ok(())
     }
 
@@ -130,7 +133,9 @@ impl Part for Calls {
     }
 
     fn approx_bytes(&self) -> usize {
-        self.approx_bytes + self.windows.len() * WINDOW_OVERHEAD
+        self.approx_bytes
+            + self.windows.len() * WINDOW_OVERHEAD
+            + self.durations_ms.len() * size_of::<i64>()
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -139,6 +144,15 @@ impl Part for Calls {
 
     fn write<'a>(&'a self, to: &'a Write<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
         Box::pin(store::write(self, to))
+    }
+
+    /// Shows the stored all-time totals in the `aggregator_stored_*` gauges.
+    fn start<'a>(
+        &'a self,
+        pool: &'a Pool,
+        metrics: &'a Metrics,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(store::restore_totals(pool, metrics))
     }
 }
 

@@ -8,9 +8,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::{Calls, WindowDelta};
+use crate::db::StoreError;
 use crate::metrics::Metrics;
-use crate::sources::{Source, Write, Written};
-use crate::store::StoreError;
+use crate::part::{Write, Written};
 
 /// The tables a flush of calls writes.
 pub(super) const TABLES: [&str; 2] = ["call_stats_1m", "long_calls"];
@@ -66,7 +66,7 @@ impl Totals {
 }
 
 /// Sets the `aggregator_stored_*` gauges from the stored totals, at start.
-pub async fn restore_totals(pool: &Pool, metrics: &Metrics) -> Result<(), StoreError> {
+pub(super) async fn restore_totals(pool: &Pool, metrics: &Metrics) -> Result<(), StoreError> {
     let row = pool.get().await?.query_one(LOAD_TOTALS, &[]).await?;
     Totals::from_row(&row).show(metrics);
     Ok(())
@@ -87,9 +87,13 @@ pub(super) async fn write(calls: &Calls, to: &Write<'_>) -> Result<Written, Stor
         None
     };
     let (count, duration_ms, long) = (calls.calls, calls.duration_ms, calls.long_calls.len());
+    let durations = calls.durations_ms.clone();
     Ok(Written {
         rows: vec![(TABLES[0], windows), (TABLES[1], long_calls)],
         committed: Box::new(move |m: &Metrics| {
+            for duration_ms in durations {
+                m.call_duration.observe(duration_ms as f64 / 1000.0);
+            }
             m.calls.inc_by(count);
             m.call_duration_seconds_total
                 .inc_by(duration_ms as f64 / 1000.0);
@@ -144,7 +148,7 @@ async fn copy_long_calls(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreErro
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    let topic = to.topics.name(Source::Calls);
+    let topic = to.topic;
     for call in &calls.long_calls {
         let start = DateTime::from_timestamp_millis(call.start_ms).unwrap_or_default();
         writer

@@ -12,12 +12,14 @@ use fleet::events::{HostSample, Unit};
 use futures::future::BoxFuture;
 
 pub use decode::{MAX_VALUES, decode_host};
-pub use store::prune_seen;
 
-use super::{Ingest, Message, Part, Write, Written};
-use crate::batch::Rules;
+use crate::db::StoreError;
 use crate::decode::Invalid;
-use crate::store::StoreError;
+use crate::part::{Ingest, Maintenance, Message, Part, Write, Written};
+use crate::rules::Rules;
+
+/// How much longer than the lateness limit a stored sample's key is kept.
+const SEEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Rough per-entry overheads for the memory budget (struct, map slot, allocation headers).
 const HOST_VALUE_OVERHEAD: usize = 64;
@@ -80,7 +82,7 @@ fn fold_host_sample(
     sample: &HostSample,
 ) -> usize {
     let time_ms = sample.time.timestamp_millis();
-    let window = crate::batch::window_start(time_ms, window_secs);
+    let window = crate::rules::window_start(time_ms, window_secs);
     let mut bytes = 0;
     for v in &sample.metrics {
         let single = HostWindow::single(v.unit, time_ms, v.value);
@@ -167,6 +169,20 @@ impl Part for Hosts {
 
     fn write<'a>(&'a self, to: &'a Write<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
         Box::pin(store::write(self, to))
+    }
+
+    /// Forgets the stored host samples a re-sent copy could no longer match: older than the
+    /// lateness limit (such a copy is rejected as late), with [`SEEN_MARGIN`] to spare.
+    fn maintain<'a>(&'a self, cx: &'a Maintenance<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let keep = chrono::Duration::from_std(cx.max_lateness + SEEN_MARGIN)
+                .unwrap_or(chrono::Duration::MAX);
+            let before = (cx.now.checked_sub_signed(keep))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            let pruned = store::prune_seen(cx.pool, before).await?;
+            tracing::debug!(pruned, "host sample keys pruned");
+            Ok(())
+        })
     }
 }
 

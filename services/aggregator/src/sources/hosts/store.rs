@@ -12,9 +12,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::{HostWindow, HostWindowKey, Hosts, windows_of};
+use crate::db::StoreError;
 use crate::metrics::Metrics;
-use crate::sources::{Write, Written};
-use crate::store::StoreError;
+use crate::part::{Write, Written};
 
 /// The tables a flush of host samples writes.
 pub(super) const TABLES: [&str; 2] = ["system_metrics", "host_metrics_1m"];
@@ -74,7 +74,7 @@ pub(super) async fn write(hosts: &Hosts, to: &Write<'_>) -> Result<Written, Stor
 
 /// Forgets which host samples older than `before` were stored: copies that old are rejected as
 /// late before they reach a flush. Returns how many keys went.
-pub async fn prune_seen(pool: &Pool, before: DateTime<Utc>) -> Result<u64, StoreError> {
+pub(super) async fn prune_seen(pool: &Pool, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let client = pool.get().await?;
     Ok(client.execute(PRUNE_HOST_SAMPLES_SEEN, &[&before]).await?)
 }

@@ -11,10 +11,10 @@ use futures::future::BoxFuture;
 
 pub use decode::decode_probe;
 
-use super::{Ingest, Message, Part, Write, Written};
-use crate::batch::Rules;
+use crate::db::StoreError;
 use crate::decode::Invalid;
-use crate::store::StoreError;
+use crate::part::{Ingest, Message, Part, Write, Written};
+use crate::rules::Rules;
 
 /// Rough per-result overhead for the memory budget (struct, map slot, allocation headers).
 const PROBE_RESULT_OVERHEAD: usize = 320;

@@ -6,9 +6,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::Probes;
+use crate::db::StoreError;
 use crate::metrics::Metrics;
-use crate::sources::{Write, Written};
-use crate::store::StoreError;
+use crate::part::{Write, Written};
 
 /// The tables a flush of check results writes.
 pub(super) const TABLES: [&str; 2] = ["probe_results", "probe_stats_1m"];
