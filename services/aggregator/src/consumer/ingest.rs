@@ -7,8 +7,8 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::LoopSettings;
+use super::context::AggregatorContext;
 use super::fetch::Fetched;
-use super::rebalance::AggregatorContext;
 use crate::batch::Batch;
 use crate::metrics::Metrics;
 use crate::part::{Ingest, Message};
@@ -69,13 +69,13 @@ impl Ingestor {
         traceparent: Option<&[u8]>,
     ) {
         let tp: Tp = (source, message.partition);
-        if context.is_pending(tp) {
+        if context.positions().is_pending(tp) {
             return;
         }
         self.consumed[source as usize].inc();
         self.batch
             .advance(source, message.partition, message.offset, || {
-                context.read(|p| p.fence(tp))
+                context.positions().read(|p| p.fence(tp))
             });
         let cx = Ingest {
             rules: &self.settings.rules,

@@ -1,20 +1,21 @@
 //! The consume loop, on a dedicated thread, split along its concepts:
 //!
-//! - [`rebalance`]: the consumer context, whose callbacks (rebalances, statistics, errors)
-//!   librdkafka runs on this thread inside `poll`;
+//! - [`context`]: what the loop and librdkafka's callbacks share (private behind methods), and
+//!   the statistics and error callbacks;
+//! - [`rebalance`]: the rebalance callback, which librdkafka runs on this thread inside `poll`;
 //! - [`offsets`]: where each assigned partition stands, one owner for the callbacks and the loop;
+//! - [`commit`]: the flush in flight, and settling it when it lands;
 //! - [`ingest`]: message → its source's decoder → the batch being built;
-//! - [`fetch`]: the queue assigned partitions' messages are read from in batches;
+//! - [`fetch`] and [`routes`]: the queue assigned partitions' messages are read from in
+//!   batches, and which partitions are routed to it; [`topics`]: librdkafka's partition lists;
 //! - this module: the loop that reads, and schedules flushes: every flush interval under light
 //!   traffic, back to back under a backlog, pausing consumption when unflushed data reaches
 //!   its memory budget.
 //!
 //! **Who owns what.** The consumer thread (a `spawn_blocking` task) owns the consumer, the
 //! batch being built and the positions, and runs every callback. A flush runs on the Tokio
-//! runtime with its own `Arc` of the batch it was handed, and reports over a channel; one
-//! flush is in flight at a time, so batches commit in order. The loop applies a landed flush
-//! (metrics, stored offsets, the Kafka commit), or the rebalance callback does when a
-//! rebalance comes first (a revocation, or a cooperative assignment).
+//! runtime (see [`commit`]); the loop settles a landed flush, or the rebalance callback does
+//! when a rebalance comes first (a revocation, or a cooperative assignment).
 //!
 //! Offsets live in PostgreSQL, written by the flush with the data they cover: see
 //! [`rebalance`] for how assignments seek to them and revocations hand over, and
@@ -23,7 +24,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,20 +33,24 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 use tokio_util::sync::CancellationToken;
 
-use crate::flush::{FlushFailure, Flusher};
+use crate::flush::Flusher;
 use crate::rules::Rules;
 use crate::sources::Tp;
 
+mod commit;
+mod context;
 mod fetch;
 mod ingest;
 mod offsets;
 mod rebalance;
+mod routes;
+mod topics;
 
+pub use context::AggregatorContext;
 use fetch::FetchQueue;
 use ingest::Ingestor;
 use offsets::Positions;
-pub use rebalance::AggregatorContext;
-use rebalance::{InFlight, OFFSETS_READ_WAIT, lock};
+use rebalance::OFFSETS_READ_WAIT;
 
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
@@ -110,8 +114,7 @@ impl Drop for ConsumeLoop {
     fn drop(&mut self) {
         // The fetch queue belongs to the consumer's client and must go first (fields are
         // dropped after this).
-        lock(&self.context().routed).clear();
-        drop(lock(&self.context().fetch).take());
+        self.context().routes().release();
     }
 }
 
@@ -139,12 +142,12 @@ impl ConsumeLoop {
         if fetch.is_none() {
             tracing::warn!("no fetch queue: reading messages one `poll` at a time");
         }
-        *lock(&consumer.context().fetch) = fetch;
+        consumer.context().routes().install(fetch);
         let context = consumer.context();
         let ingest = Ingestor::new(
             settings.clone(),
-            context.metrics.clone(),
-            context.topics.clone(),
+            context.metrics().clone(),
+            context.topics().clone(),
         );
         Self {
             consumer,
@@ -167,16 +170,16 @@ impl ConsumeLoop {
 
     /// Runs until shutdown, then makes a final flush.
     pub fn run(mut self) {
-        let fetch = lock(&self.context().fetch).clone();
+        let fetch = self.context().routes().queue();
         let mut last_reroute = Instant::now();
         while !self.shutdown.is_cancelled() {
-            self.poll_settled_flush();
+            self.settle_landed(Duration::ZERO);
             self.resolve_pending();
             self.ingest.start_read();
             // Wait on the fetch queue while partitions are routed to it, else on the consumer
             // queue (where the first assignment arrives). Briefly while the last part of a
             // backlog waits for the in-flight flush.
-            let routed = fetch.is_some() && !lock(&self.context().routed).is_empty();
+            let routed = fetch.is_some() && self.context().routes().any();
             let wait = if self.draining && !self.ingest.batch.is_empty() {
                 TAIL_WAIT
             } else {
@@ -190,7 +193,7 @@ impl ConsumeLoop {
             // read (they run inside `poll`).
             if let Some(fetch) = &fetch {
                 if last_reroute.elapsed() >= REROUTE_EVERY {
-                    self.context().reroute();
+                    self.context().routes().reroute(self.context().topics());
                     last_reroute = Instant::now();
                 }
                 let fetched = fetch.consume(if routed { wait } else { Duration::ZERO }, BURST);
@@ -215,12 +218,7 @@ impl ConsumeLoop {
             read += 1;
             // The rebalance callback runs inside `poll`: the message belongs to the new
             // assignment, the batch to the old one.
-            let context = self.consumer.context();
-            if context.reassigned.swap(false, Ordering::AcqRel) {
-                self.ingest.drop_batch();
-                context.update(Positions::restart_from_stored);
-                reassigned = true;
-            }
+            reassigned |= take_reassignment(self.consumer.context(), &mut self.ingest);
             match polled {
                 Ok(message) => self.ingest.take_polled(self.consumer.context(), &message),
                 Err(err) => {
@@ -229,39 +227,28 @@ impl ConsumeLoop {
                 }
             }
         }
-        self.take_reassignment(reassigned);
-        read
-    }
-
-    /// After a rebalance the batch refers to partitions we may no longer own: drop it (the
-    /// kept partitions were rewound to their stored offsets). `taken`: a rebalance the burst
-    /// already took (the batch holds only messages read after it). New assignments start
-    /// unpaused.
-    fn take_reassignment(&mut self, taken: bool) {
         // A rebalance in a `poll` that returned no message.
-        let untaken = self.context().reassigned.swap(false, Ordering::AcqRel);
-        if untaken {
-            self.ingest.drop_batch();
-            self.context().update(Positions::restart_from_stored);
-        }
-        if taken || untaken {
-            // Kept partitions (cooperative protocol) may still be paused. A failed resume leaves
-            // them marked paused (and the gauge at 1): the next budget check tries again.
+        reassigned |= take_reassignment(self.consumer.context(), &mut self.ingest);
+        if reassigned {
+            // New assignments start unpaused, and kept partitions (cooperative protocol) may
+            // still be paused. A failed resume leaves them marked paused (and the gauge at 1):
+            // the next budget check tries again.
             self.set_paused(false);
         }
+        read
     }
 
     /// Starts a flush when one is due; `caught_up`: the last read found no more messages waiting.
     fn maybe_flush(&mut self, caught_up: bool) {
         let now = Instant::now();
-        let in_flight = lock(&self.context().in_flight).is_some();
+        let in_flight = self.context().commit().in_flight();
         let over_budget = self.ingest.batch.approx_bytes() >= self.settings.max_pending_bytes;
         self.context()
-            .metrics
+            .metrics()
             .pending_bytes
             .set(self.ingest.batch.approx_bytes() as i64);
         // Pending partitions are work not done either: left pending, they fail `progress`.
-        let pending = self.context().any_pending();
+        let pending = self.context().positions().any_pending();
         if self.ingest.batch.is_empty() && !in_flight && !pending {
             self.stall.idle();
         } else {
@@ -304,9 +291,8 @@ impl ConsumeLoop {
                 Err(err) => return tracing::warn!(%err, "cannot read assignment"),
             }
         } else {
-            let known: Vec<Tp> = self
-                .context()
-                .read(|p| p.known().map(|(tp, _)| tp).collect());
+            let known: Vec<Tp> =
+                (self.context().positions()).read(|p| p.known().map(|(tp, _)| tp).collect());
             self.context()
                 .list(known.into_iter().map(|tp| (tp, Offset::Invalid)))
         };
@@ -319,7 +305,7 @@ impl ConsumeLoop {
             Ok(()) => {
                 self.paused = pause;
                 self.context()
-                    .metrics
+                    .metrics()
                     .partitions_paused
                     .set(i64::from(pause));
                 tracing::info!(
@@ -334,7 +320,7 @@ impl ConsumeLoop {
 
     fn start_flush(&mut self) {
         let batch = Arc::new(std::mem::take(&mut self.ingest.batch));
-        self.context().update(|p| p.hand_off(&batch.progress));
+        (self.context().positions()).update(|p| p.hand_off(&batch.progress));
         let span = match self.ingest.aggregate_span.take() {
             Some((parent, _)) => {
                 tracing::info_span!(parent: &parent, "flush", messages = batch.messages())
@@ -345,34 +331,22 @@ impl ConsumeLoop {
         let flusher = self.flusher.clone();
         let job = Arc::clone(&batch);
         self.context()
-            .runtime
+            .runtime()
             .spawn(tracing::Instrument::instrument(
                 async move {
                     let _ = tx.send(flusher.run(&job).await);
                 },
                 span,
             ));
-        *lock(&self.context().in_flight) = Some(InFlight { result: rx, batch });
+        self.context().commit().start(batch, rx);
     }
 
-    fn poll_settled_flush(&mut self) {
-        let mut guard = lock(&self.context().in_flight);
-        let Some(in_flight) = guard.as_ref() else {
+    /// Settles the in-flight flush if it lands within `wait` (zero: if it landed already).
+    fn settle_landed(&mut self, wait: Duration) {
+        let Some(landed) = self.context().commit().landed(wait) else {
             return;
         };
-        let result = match in_flight.result.try_recv() {
-            Ok(result) => result,
-            Err(mpsc::TryRecvError::Empty) => return,
-            Err(mpsc::TryRecvError::Disconnected) => Err(FlushFailure::Abandoned),
-        };
-        let Some(in_flight) = guard.take() else {
-            return;
-        };
-        drop(guard);
-        match self
-            .context()
-            .settle(&self.consumer, &in_flight.batch, result)
-        {
+        match self.context().settle(&self.consumer, landed) {
             Ok(()) => self.stall.success(Instant::now()),
             Err(failure) => {
                 tracing::warn!(%failure, "flush not committed: rewinding to the stored offsets");
@@ -385,7 +359,7 @@ impl ConsumeLoop {
     /// stored offset is read again and the partition sought there.
     fn rewind(&mut self) {
         self.ingest.drop_batch();
-        let assigned = self.context().update(|p| {
+        let assigned = self.context().positions().update(|p| {
             let assigned = p.assigned();
             p.assign_pending(assigned.iter().copied());
             assigned
@@ -404,15 +378,14 @@ impl ConsumeLoop {
     /// resumes them. A partition whose seek failed stays pending: resumed, it would read on
     /// from wherever it stood.
     fn resolve_pending(&mut self) {
-        if !self.context().any_pending() || Instant::now() < self.pending_retry.0 {
+        if !self.context().positions().any_pending() || Instant::now() < self.pending_retry.0 {
             return;
         }
         if self.shutdown.is_cancelled() {
             return; // at a stop, they are not read again: the loop is leaving
         }
-        let pending: Vec<Tp> = self
-            .context()
-            .read(|p| p.pending().iter().copied().collect());
+        let pending: Vec<Tp> =
+            (self.context().positions()).read(|p| p.pending().iter().copied().collect());
         let stored = match self.context().stored_offsets(&pending, OFFSETS_READ_WAIT) {
             Ok(stored) => stored,
             Err(err) => {
@@ -425,7 +398,7 @@ impl ConsumeLoop {
             .into_iter()
             .filter(|(tp, next)| self.context().seek(&self.consumer, *tp, *next))
             .collect();
-        self.context().update(|p| p.assign(&sought));
+        self.context().positions().update(|p| p.assign(&sought));
         let failed = pending.len() - sought.len();
         if !sought.is_empty() {
             tracing::info!(
@@ -453,28 +426,34 @@ impl ConsumeLoop {
     fn finish(mut self) {
         let deadline = Instant::now() + self.settings.final_flush_timeout;
         let abandon = self.flusher.abandon.clone();
-        let timer = self.context().runtime.spawn(async move {
+        let timer = self.context().runtime().spawn(async move {
             tokio::time::sleep_until(deadline.into()).await;
             abandon.cancel();
         });
-        while lock(&self.context().in_flight).is_some() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-            self.poll_settled_flush();
-        }
-        if !self.ingest.batch.is_empty() && lock(&self.context().in_flight).is_none() {
+        self.settle_landed(deadline.saturating_duration_since(Instant::now()));
+        if !self.ingest.batch.is_empty() && !self.context().commit().in_flight() {
             self.start_flush();
             // The flush gives up at the deadline (`abandon`); the margin lets it say so.
             let limit = deadline + Duration::from_secs(1);
-            while lock(&self.context().in_flight).is_some() && Instant::now() < limit {
-                std::thread::sleep(Duration::from_millis(5));
-                self.poll_settled_flush();
-            }
+            self.settle_landed(limit.saturating_duration_since(Instant::now()));
         }
         timer.abort();
-        let partitions = self.context().read(Positions::len);
+        let partitions = self.context().positions().read(Positions::len);
         tracing::info!(partitions, "consumer stopping");
         self.consumer.unsubscribe();
     }
+}
+
+/// After a rebalance the batch refers to partitions we may no longer own: drops it (the kept
+/// partitions were rewound to their stored offsets). The one place the loop takes the
+/// callback's word; true if there was a rebalance since the last call.
+fn take_reassignment(context: &AggregatorContext, ingest: &mut Ingestor) -> bool {
+    if !context.take_reassigned() {
+        return false;
+    }
+    ingest.drop_batch();
+    context.positions().update(Positions::restart_from_stored);
+    true
 }
 
 /// Why a flush starts.

@@ -7,11 +7,82 @@
 //! which may not have committed yet), and whether the stored offset is known at all: a
 //! partition assigned while PostgreSQL did not answer is *pending*, paused, its messages
 //! dropped, until the loop reads its offset and seeks there.
+//!
+//! [`Tracked`] shares them between the loop and librdkafka's callbacks, with the gauges that
+//! show them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rdkafka::topic_partition_list::Offset;
 
 use crate::batch::Progress;
+use crate::metrics::Metrics;
 use crate::sources::Tp;
+
+/// The positions as the loop and the callbacks share them. librdkafka runs the callbacks that
+/// change them on the consumer thread, inside `poll`, so the lock is not contended; it makes
+/// the sharing with `&self` callbacks sound.
+#[derive(Debug)]
+pub struct Tracked {
+    positions: Mutex<Positions>,
+    /// Whether any partition is pending: spares the ingest a lock per message.
+    any_pending: AtomicBool,
+    metrics: Metrics,
+}
+
+impl Tracked {
+    /// No partition yet; `metrics` shows how many are assigned and pending.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            positions: Mutex::default(),
+            any_pending: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Changes the positions (the only way to, so that `any_pending` and the gauges follow).
+    pub fn update<R>(&self, change: impl FnOnce(&mut Positions) -> R) -> R {
+        let mut positions = lock(&self.positions);
+        let result = change(&mut positions);
+        let pending = positions.pending().len();
+        self.any_pending.store(pending > 0, Ordering::Release);
+        self.metrics.assigned_partitions.set(positions.len() as i64);
+        self.metrics.partitions_pending.set(pending as i64);
+        result
+    }
+
+    /// Reads the positions.
+    pub fn read<R>(&self, look: impl FnOnce(&Positions) -> R) -> R {
+        look(&lock(&self.positions))
+    }
+
+    /// Whether any assigned partition is pending (without taking the lock).
+    pub fn any_pending(&self) -> bool {
+        self.any_pending.load(Ordering::Acquire)
+    }
+
+    /// Whether the messages of `tp` are dropped until its stored offset is read.
+    pub fn is_pending(&self, tp: Tp) -> bool {
+        self.any_pending() && self.read(|p| p.pending().contains(&tp))
+    }
+}
+
+/// Where to resume a partition whose stored next offset is `next` (-1: nothing stored yet).
+pub fn resume_at(next: i64) -> Offset {
+    if next >= 0 {
+        Offset::Offset(next)
+    } else {
+        Offset::Beginning
+    }
+}
+
+/// Locks `m`, whether or not a panic poisoned it.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State behind these locks stays consistent at every await-free step; keep going.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Where every assigned partition stands (see the module docs). `-1`: nothing stored yet.
 #[derive(Debug, Default, Clone)]
