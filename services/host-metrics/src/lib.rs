@@ -95,19 +95,7 @@ impl Application {
         } = self;
         let mut runner = Runner::start(endpoint, &config.common, shutdown);
         runner.health.register(DELIVERY_CHECK, false);
-        let config_kafka = fleet::kafka::with_defaults(
-            &runner.kafka,
-            &[
-                ("enable.idempotence", "true"),
-                ("compression.type", "lz4"),
-                ("linger.ms", "5"),
-                // A failed attempt returns the sample to our backlog; retrying from there keeps
-                // the outage visible in the metrics instead of inside librdkafka's queue.
-                ("message.timeout.ms", "10000"),
-            ],
-        );
-        let producer = AsyncProducer::new(&config_kafka, runner.watch.clone())
-            .context("create Kafka producer")?;
+        let producer = producer(&runner)?;
         if !runner.ensure_topics(&[&config.host_metrics_topic]).await? {
             // Stopped before Kafka answered: nothing was sampled.
             runner.stop().await;
@@ -154,6 +142,22 @@ impl Application {
         tracing::info!(?summary, "stopped");
         Ok(summary)
     }
+}
+
+/// The producer of the samples, idempotent.
+fn producer(runner: &Runner) -> anyhow::Result<AsyncProducer> {
+    let config = fleet::kafka::with_defaults(
+        &runner.kafka,
+        &[
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            // A failed attempt returns the sample to our backlog; retrying from there keeps
+            // the outage visible in the metrics instead of inside librdkafka's queue.
+            ("message.timeout.ms", "10000"),
+        ],
+    );
+    AsyncProducer::new(&config, runner.watch.clone()).context("create Kafka producer")
 }
 
 /// Samples every interval until `SAMPLE_MAX_COUNT` samples are taken or `shutdown` fires, each
