@@ -1,7 +1,7 @@
 //! Sampling the host: one collector per file, like node_exporter's. Each collector reads its
 //! part of the host (the I/O edge), turns the reading into the values it publishes (pure,
 //! unit-tested on fixtures) and sets its own series on `/metrics`. A [`Sampler`] runs them all,
-//! in the order of [`collectors`], into one [`HostSample`].
+//! in the order of `collectors()`, into one [`HostSample`].
 //!
 //! - [`cpu`], [`load`], [`memory`] (and swap), [`filesystem`], [`disk`], [`network`],
 //!   [`uptime`], [`processes`] — the collectors.

@@ -41,7 +41,7 @@ pub(crate) fn value(sample: &HostSample, metric: &str, device: &str) -> Option<(
     sample.value(metric, device).map(|v| (v.value, v.unit))
 }
 
-/// Every collector's values for one first reading, in the order of [`collectors`].
+/// Every collector's values for one first reading, in the order of `collectors()`.
 fn first_reading() -> Values {
     let mut out = Values::default();
     cpu::push_values(&cpu::tests::two_cores(), &mut out);
