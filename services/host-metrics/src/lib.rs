@@ -1,16 +1,16 @@
 //! `host-metrics`: samples the host and publishes every sample to Kafka.
 //!
 //! - [`config`] — settings.
-//! - [`sample`] — the pure core: readings to samples, rates from counters, device filters.
-//! - [`probe`] — the edge that reads the host (`sysinfo`).
+//! - [`collect`] — one collector per part of the host (CPU, load, memory, filesystems, disks,
+//!   network, uptime, processes), each reading the host, turning the reading into published
+//!   values (pure) and setting its series; the sampler that runs them into one sample.
 //! - [`publisher`] — the bounded backlog and its delivery to Kafka.
-//! - [`metrics`] — the `host_metrics_*` metrics, host values included.
+//! - [`metrics`] — the service's own `host_metrics_*` metrics.
 
+pub mod collect;
 pub mod config;
 pub mod metrics;
-pub mod probe;
 pub mod publisher;
-pub mod sample;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -23,11 +23,12 @@ use fleet::service::Runner;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use prometheus::Registry;
+
+use crate::collect::{Filters, Sampler, Setup};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::probe::HostProbe;
 use crate::publisher::Shared;
-use crate::sample::{Counters, Filters};
 
 /// Default port of the metrics endpoint.
 pub const METRICS_PORT: u16 = 6068;
@@ -54,6 +55,8 @@ pub struct Application {
     host: String,
     endpoint: Endpoint,
     metrics: Metrics,
+    /// Where the collectors register their series once sampling starts.
+    registry: Registry,
 }
 
 impl Application {
@@ -65,11 +68,13 @@ impl Application {
         };
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::register(&endpoint.registry)?;
+        let registry = endpoint.registry.clone();
         Ok(Self {
             config,
             host,
             endpoint,
             metrics,
+            registry,
         })
     }
 
@@ -86,27 +91,20 @@ impl Application {
             host,
             endpoint,
             metrics,
+            registry,
         } = self;
         let mut runner = Runner::start(endpoint, &config.common, shutdown);
         runner.health.register(DELIVERY_CHECK, false);
-        let config_kafka = fleet::kafka::with_defaults(
-            &runner.kafka,
-            &[
-                ("enable.idempotence", "true"),
-                ("compression.type", "lz4"),
-                ("linger.ms", "5"),
-                // A failed attempt returns the sample to our backlog; retrying from there keeps
-                // the outage visible in the metrics instead of inside librdkafka's queue.
-                ("message.timeout.ms", "10000"),
-            ],
-        );
-        let producer = AsyncProducer::new(&config_kafka, runner.watch.clone())
-            .context("create Kafka producer")?;
+        let producer = producer(&runner)?;
         if !runner.ensure_topics(&[&config.host_metrics_topic]).await? {
             // Stopped before Kafka answered: nothing was sampled.
             runner.stop().await;
             return Ok(Summary::default());
         }
+        // Built now, not in `build`: the CPU usage of the first sample covers the time from
+        // here, not the wait for Kafka.
+        let sampler = Sampler::new(&setup(&config, &host), &registry)
+            .context("register the host's metrics")?;
 
         let shared = Shared::new(config.buffer_max_samples as usize, metrics.clone());
         let delivered = Arc::new(AtomicU64::new(0));
@@ -120,13 +118,14 @@ impl Application {
             deliver_stop.clone(),
             FLUSH_TIMEOUT,
         ));
-        let buffered = metrics.service.buffered.clone();
+        let buffered = metrics.buffered.clone();
         let stall = config.interval().max(Duration::from_secs(1)) * 3;
         runner.watch_deliveries(DELIVERY_CHECK, delivered, move || buffered.get() > 0, stall);
 
         tracing::info!(%host, topic = %config.host_metrics_topic,
             interval_secs = config.sample_interval_secs, "sampling");
-        let taken = sample_until_stopped(&config, &host, &metrics, &shared, &runner.shutdown).await;
+        let taken =
+            sample_until_stopped(&config, sampler, &metrics, &shared, &runner.shutdown).await;
 
         tracing::info!(taken, buffered = shared.waiting(), "delivering the backlog");
         deliver_stop.cancel();
@@ -137,31 +136,39 @@ impl Application {
         }
         let summary = Summary {
             taken,
-            delivered: metrics.service.published.get(),
-            dropped: metrics.service.dropped.get(),
+            delivered: metrics.published.get(),
+            dropped: metrics.dropped.get(),
         };
         tracing::info!(?summary, "stopped");
         Ok(summary)
     }
 }
 
+/// The producer of the samples, idempotent.
+fn producer(runner: &Runner) -> anyhow::Result<AsyncProducer> {
+    let config = fleet::kafka::with_defaults(
+        &runner.kafka,
+        &[
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            // A failed attempt returns the sample to our backlog; retrying from there keeps
+            // the outage visible in the metrics instead of inside librdkafka's queue.
+            ("message.timeout.ms", "10000"),
+        ],
+    );
+    AsyncProducer::new(&config, runner.watch.clone()).context("create Kafka producer")
+}
+
 /// Samples every interval until `SAMPLE_MAX_COUNT` samples are taken or `shutdown` fires, each
 /// into the delivery backlog. Returns how many were taken.
 async fn sample_until_stopped(
     config: &Config,
-    host: &str,
+    mut sampler: Sampler,
     metrics: &Metrics,
     backlog: &Shared,
     shutdown: &CancellationToken,
 ) -> u64 {
-    let filters = Filters {
-        net_include: config.net_interfaces_include.clone(),
-        net_exclude: config.net_interfaces_exclude.clone(),
-        fs_mounts_exclude: config.fs_mounts_exclude.clone(),
-        fs_types_exclude: config.fs_types_exclude.clone(),
-    };
-    let mut probe = HostProbe::new(config.host_root.clone(), filters);
-    let mut counters = Counters::default();
     // The first sample waits a little, so that its CPU usage covers a real interval.
     let first = tokio::time::Instant::now() + config.interval().min(Duration::from_secs(1));
     let mut tick = tokio::time::interval_at(first, config.interval());
@@ -174,13 +181,10 @@ async fn sample_until_stopped(
             _ = tick.tick() => {}
         }
         let started = Instant::now();
-        let reading = tokio::task::block_in_place(|| probe.read());
-        let incs = sample::increases(&mut counters, &reading);
-        let sample = sample::build_sample(host, &reading, &incs);
+        let sample = tokio::task::block_in_place(|| sampler.sample());
         let took = started.elapsed().as_secs_f64();
-        metrics.service.sample_duration.observe(took);
-        metrics.set_host(host, &reading, &incs);
-        metrics.service.samples.inc();
+        metrics.sample_duration.observe(took);
+        metrics.samples.inc();
         taken += 1;
         match serde_json::to_vec(&sample) {
             Ok(payload) => backlog.push(payload),
@@ -188,4 +192,18 @@ async fn sample_until_stopped(
         }
     }
     taken
+}
+
+/// What the collectors are built from.
+fn setup(config: &Config, host: &str) -> Setup {
+    Setup {
+        host: host.to_string(),
+        root: config.host_root.clone(),
+        filters: Filters {
+            net_include: config.net_interfaces_include.clone(),
+            net_exclude: config.net_interfaces_exclude.clone(),
+            fs_mounts_exclude: config.fs_mounts_exclude.clone(),
+            fs_types_exclude: config.fs_types_exclude.clone(),
+        },
+    }
 }

@@ -116,10 +116,10 @@ impl Shared {
     pub fn push(&self, payload: Vec<u8>) {
         let mut backlog = self.lock();
         let dropped = backlog.push(payload);
-        self.metrics.service.buffered.set(backlog.len() as i64);
+        self.metrics.buffered.set(backlog.len() as i64);
         drop(backlog);
         if dropped > 0 {
-            self.metrics.service.dropped.inc_by(dropped);
+            self.metrics.dropped.inc_by(dropped);
             tracing::warn!(dropped, "buffer full: oldest samples dropped");
         }
         self.wake.notify_one();
@@ -211,15 +211,11 @@ async fn send_chunk(
     }
     let mut backlog = shared.lock();
     let dropped = backlog.settle(&ok, &failed);
-    shared.metrics.service.buffered.set(backlog.len() as i64);
+    shared.metrics.buffered.set(backlog.len() as i64);
     drop(backlog);
-    shared.metrics.service.dropped.inc_by(dropped);
-    shared.metrics.service.published.inc_by(ok.len() as u64);
-    shared
-        .metrics
-        .service
-        .delivery_errors
-        .inc_by(failed.len() as u64);
+    shared.metrics.dropped.inc_by(dropped);
+    shared.metrics.published.inc_by(ok.len() as u64);
+    shared.metrics.delivery_errors.inc_by(failed.len() as u64);
     delivered.fetch_add(ok.len() as u64, Ordering::Relaxed);
     failed.len()
 }

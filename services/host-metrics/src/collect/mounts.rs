@@ -1,0 +1,71 @@
+//! The mount list, through `sysinfo` (`/proc/mounts`, then `statvfs` for space and
+//! `/proc/diskstats` for I/O, as asked): what the `filesystem` and `disk` collectors read.
+
+use std::path::Path;
+
+/// One mounted filesystem, by its mount point on the host. A field its refresh did not ask
+/// for (space, or I/O) is 0.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mount {
+    /// The host's mount point (`HOST_ROOT` stripped).
+    pub mount: String,
+    pub fstype: String,
+    /// The device, `/dev/` stripped (`sda1`, `mapper/vg-root`).
+    pub device: String,
+    pub total: u64,
+    pub available: u64,
+    /// Since boot.
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+}
+
+/// The mounts of `disks` (as last refreshed) below `root`, in `sysinfo`'s order; the
+/// container's own mounts (outside `root`) are left out.
+pub fn read(disks: &sysinfo::Disks, root: &Path) -> Vec<Mount> {
+    let mounts = disks.list().iter().filter_map(|d| {
+        let name = d.name().to_string_lossy();
+        let usage = d.usage();
+        Some(Mount {
+            mount: host_mount(root, d.mount_point())?,
+            fstype: d.file_system().to_string_lossy().into_owned(),
+            device: name.strip_prefix("/dev/").unwrap_or(&name).to_string(),
+            total: d.total_space(),
+            available: d.available_space(),
+            read_bytes: usage.total_read_bytes,
+            written_bytes: usage.total_written_bytes,
+        })
+    });
+    mounts.collect()
+}
+
+/// The host's mount point for `mount` as seen here: `root` stripped, `None` when outside it.
+pub fn host_mount(root: &Path, mount: &Path) -> Option<String> {
+    let relative = mount.strip_prefix(root).ok()?;
+    Some(format!("/{}", relative.to_string_lossy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_reported_as_the_host_sees_them() {
+        let host = Path::new("/host");
+        assert_eq!(host_mount(host, Path::new("/host")).as_deref(), Some("/"));
+        assert_eq!(
+            host_mount(host, Path::new("/host/boot/efi")).as_deref(),
+            Some("/boot/efi")
+        );
+        assert_eq!(
+            host_mount(host, Path::new("/etc/hosts")),
+            None,
+            "the container's own"
+        );
+        let native = Path::new("/");
+        assert_eq!(host_mount(native, Path::new("/")).as_deref(), Some("/"));
+        assert_eq!(
+            host_mount(native, Path::new("/var")).as_deref(),
+            Some("/var")
+        );
+    }
+}
