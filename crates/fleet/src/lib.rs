@@ -4,7 +4,9 @@
 //! - [`events`] — the wire types producers publish and the aggregator decodes.
 //! - [`health`] — the `health_status` gauge, readiness components and the stall detector.
 //! - [`http`] — the `/metrics`, `/livez`, `/readyz` router and its server.
-//! - [`kafka`] — client configuration (with `KAFKA_*` passthrough) and "ensure topics".
+//! - [`kafka`] — client settings (with the `KAFKA_*` passthrough), the broker watch, "ensure
+//!   topics", the producers.
+//! - [`retry`] — the backoff of every outage retry.
 //! - [`metrics`] — [`metrics!`], one declaration point per metric.
 //! - [`service`] — the one service runner: endpoint, Kafka settings, topics, tasks, teardown.
 //! - [`shutdown`] — SIGINT/SIGTERM into a cancellation token.
@@ -16,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod retry;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

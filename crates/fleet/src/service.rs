@@ -2,7 +2,7 @@
 //! supplies only its own loop. [`Runner::start`] serves the metrics and health endpoint and
 //! prepares what every Kafka client of the service starts from (bootstrap, `KAFKA_*`
 //! passthrough, the broker watch feeding the `kafka` health check);
-//! [`Runner::ensure_topics`] creates the service's topics; [`Runner::spawn`] runs a background
+//! [`Runner::with_topics`] creates the service's topics (or tears down if the stop comes first); [`Runner::spawn`] runs a background
 //! task until teardown. [`Runner::stop`] tears down in reverse order of start, each task
 //! awaited, the HTTP server last, so `/metrics` and `/readyz` answer until the very end. An
 //! error that leaves the service's code early drops the runner, which cancels the same tasks
@@ -85,9 +85,10 @@ impl Runner {
     }
 
     /// Creates the `topics` that do not exist yet, waiting for the broker (see
-    /// [`crate::kafka::ensure_topics`]). `Ok(false)`: the stop came first.
-    pub async fn ensure_topics(&self, topics: &[&str]) -> Result<bool, TopicsError> {
-        crate::kafka::ensure_topics(
+    /// [`crate::kafka::ensure_topics`]), and gives the runner back. `Ok(None)`: the stop came
+    /// first, and the runner is torn down already; the service ends without having started.
+    pub async fn with_topics(self, topics: &[&str]) -> Result<Option<Self>, TopicsError> {
+        let ready = crate::kafka::ensure_topics(
             &self.kafka,
             &self.watch,
             topics,
@@ -95,7 +96,13 @@ impl Runner {
             self.replication,
             &self.shutdown,
         )
-        .await
+        .await?;
+        if ready {
+            Ok(Some(self))
+        } else {
+            self.stop().await;
+            Ok(None)
+        }
     }
 
     /// Runs `task` until teardown cancels the token it is given; stopped before the tasks

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use fleet::health::Health;
-use fleet::kafka::{AsyncProducer, Backoff, Outgoing};
+use fleet::kafka::{AsyncProducer, Outgoing};
+use fleet::retry::Backoff;
 use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use tokio_util::sync::CancellationToken;

@@ -40,7 +40,8 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use fleet::health::Health;
 use fleet::http::Endpoint;
-use fleet::kafka::{AsyncProducer, Backoff};
+use fleet::kafka::AsyncProducer;
+use fleet::retry::Backoff;
 use fleet::service::Runner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
@@ -130,7 +131,7 @@ impl Application {
                 max_body_bytes: config.alerts_max_body_bytes as usize,
             },
         );
-        let mut runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
+        let runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
         let owner = owner.unwrap_or_else(|| pool.clone());
@@ -142,10 +143,9 @@ impl Application {
 
         let mut all_topics = topics.names();
         all_topics.push(config.dlq_topic.as_str());
-        if !runner.ensure_topics(&all_topics).await? {
-            runner.stop().await;
-            return Ok(());
-        }
+        let Some(mut runner) = runner.with_topics(&all_topics).await? else {
+            return Ok(()); // stopped before Kafka answered
+        };
         let dlq = AsyncProducer::new(
             &fleet::kafka::with_defaults(
                 &runner.kafka,

@@ -69,7 +69,7 @@ impl Application {
             endpoint,
             metrics,
         } = self;
-        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        let runner = Runner::start(endpoint, &config.common, shutdown);
         runner.health.register(DELIVERY_CHECK, false);
         let (mut producer, delivered) = CallProducer::new(
             &runner.kafka,
@@ -79,11 +79,9 @@ impl Application {
             propagate_trace,
         )
         .context("create Kafka producer")?;
-        if !runner.ensure_topics(&[&config.calls_topic]).await? {
-            // Stopped before Kafka answered: nothing was generated, nothing is queued.
-            runner.stop().await;
-            return Ok(0);
-        }
+        let Some(mut runner) = runner.with_topics(&[&config.calls_topic]).await? else {
+            return Ok(0); // stopped before Kafka answered: nothing generated, nothing queued
+        };
 
         let generator = CallGenerator::new(
             config.calls_per_second,

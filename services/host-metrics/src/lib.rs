@@ -93,14 +93,12 @@ impl Application {
             metrics,
             registry,
         } = self;
-        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        let runner = Runner::start(endpoint, &config.common, shutdown);
         runner.health.register(DELIVERY_CHECK, false);
         let producer = producer(&runner)?;
-        if !runner.ensure_topics(&[&config.host_metrics_topic]).await? {
-            // Stopped before Kafka answered: nothing was sampled.
-            runner.stop().await;
-            return Ok(Summary::default());
-        }
+        let Some(mut runner) = runner.with_topics(&[&config.host_metrics_topic]).await? else {
+            return Ok(Summary::default()); // stopped before Kafka answered: nothing sampled
+        };
         // Built now, not in `build`: the CPU usage of the first sample covers the time from
         // here, not the wait for Kafka.
         let sampler = Sampler::new(&setup(&config, &host), &registry)

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use fleet::kafka::{AsyncProducer, Backoff, Outgoing};
+use fleet::kafka::{AsyncProducer, Outgoing};
+use fleet::retry::Backoff;
 use futures::future::join_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

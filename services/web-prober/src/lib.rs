@@ -92,7 +92,7 @@ impl Application {
             endpoint,
             metrics,
         } = self;
-        let mut runner = Runner::start(endpoint, &config.common, shutdown);
+        let runner = Runner::start(endpoint, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(DELIVERY_CHECK, false);
         health.register(TARGETS_CHECK, false);
@@ -106,10 +106,9 @@ impl Application {
         );
         let producer = AsyncProducer::new(&producer_config, runner.watch.clone())
             .context("create Kafka producer")?;
-        if !runner.ensure_topics(&[&config.probes_topic]).await? {
-            runner.stop().await;
-            return Ok(());
-        }
+        let Some(mut runner) = runner.with_topics(&[&config.probes_topic]).await? else {
+            return Ok(()); // stopped before Kafka answered
+        };
 
         let delivered = Arc::new(AtomicU64::new(0));
         let pending = Arc::new(AtomicU64::new(0));

@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fleet::health::{Health, StallDetector};
-use fleet::kafka::Backoff;
+use fleet::retry::Backoff;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 use tokio_util::sync::CancellationToken;

@@ -1,80 +1,20 @@
-//! Kafka clients: configuration from the environment, connectivity tracking for the health
-//! checks, and the idempotent "ensure topics" step every service runs at start.
+//! Whether the service can reach Kafka: [`BrokerWatch`] hears librdkafka's statistics, errors
+//! and logs from every client of the service and keeps the `kafka` health check true to them,
+//! logging a cause once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
-use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 
-mod producer;
-pub use producer::{AckContext, AsyncProducer, Outgoing, PolledProducer};
-
 /// Name of the health check that tracks broker connectivity.
 pub const KAFKA_CHECK: &str = "kafka";
-
-/// Our own `KAFKA_*` settings, which are not librdkafka properties.
-const OWN_SETTINGS: &[&str] = &[
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "KAFKA_TOPIC_PARTITIONS",
-    "KAFKA_TOPIC_REPLICATION_FACTOR",
-];
-
-/// Maps `KAFKA_SECURITY_PROTOCOL=ssl` to `("security.protocol", "ssl")` for every variable
-/// that starts with `KAFKA_` and is not one of our own settings. librdkafka property names use
-/// dots only, so `_` always maps to `.`.
-pub fn passthrough_properties(
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Vec<(String, String)> {
-    let mut props: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("KAFKA_") && !OWN_SETTINGS.contains(&name.as_str()))
-        .map(|(name, value)| {
-            let property = name["KAFKA_".len()..]
-                .to_ascii_lowercase()
-                .replace('_', ".");
-            (property, value)
-        })
-        .filter(|(property, _)| !property.is_empty())
-        .collect();
-    props.sort();
-    props
-}
-
-/// Base client configuration: bootstrap servers, statistics every second (they drive the
-/// connectivity check and lag gauges), then every `KAFKA_*` passthrough property, which wins.
-pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap_servers)
-        .set("statistics.interval.ms", "1000");
-    for (property, value) in passthrough_properties(std::env::vars()) {
-        config.set(property, value);
-    }
-    config
-}
-
-/// `defaults` overlaid by `base`: a service's own defaults (idempotence, session timeout…)
-/// yield to whatever the operator set, including through the `KAFKA_*` passthrough.
-/// `base` is cloned, never read back through `config_map()`: rdkafka sanitizes secrets there,
-/// so a copy made from it would authenticate with the placeholder instead of the password.
-pub fn with_defaults(base: &ClientConfig, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut config = base.clone();
-    for (key, value) in defaults {
-        if config.get(key).is_none() {
-            config.set(*key, *value);
-        }
-    }
-    config
-}
 
 /// Tracks whether the client can reach a broker, from librdkafka statistics and global errors,
 /// and mirrors it into the `kafka` health check. librdkafka retries a refused connection every
@@ -220,11 +160,11 @@ pub fn connectivity<'a>(brokers: impl Iterator<Item = (&'a str, &'a str)>) -> Op
     (seen && !idle).then_some(false)
 }
 
-/// A client context that only feeds a [`BrokerWatch`]: the metadata reader of [`ensure_topics`]
-/// (private: nothing else needs a client that only watches).
+/// A client context that only feeds a [`BrokerWatch`]: the metadata reader of
+/// [`ensure_topics`](super::ensure_topics) (nothing else needs a client that only watches).
 #[derive(Debug, Clone)]
-struct WatchedContext {
-    watch: BrokerWatch,
+pub(super) struct WatchedContext {
+    pub(super) watch: BrokerWatch,
 }
 
 impl ClientContext for WatchedContext {
@@ -248,225 +188,9 @@ impl ProducerContext for WatchedContext {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-/// Exponential backoff for outage retries: 100 ms doubling up to `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// Starts at 100 ms, caps at `max`.
-    pub fn new(max: Duration) -> Self {
-        Self {
-            next: Duration::from_millis(100),
-            max,
-        }
-    }
-
-    /// The delay to wait now; doubles the next one.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    /// Back to the first delay after a success.
-    pub fn reset(&mut self) {
-        self.next = Duration::from_millis(100);
-    }
-}
-
-/// Why the fleet's topics could not be made ready.
-#[derive(Debug, thiserror::Error)]
-pub enum TopicsError {
-    /// A Kafka client could not be created (a bad `KAFKA_*` property).
-    #[error("Kafka client: {0}")]
-    Client(#[from] KafkaError),
-    /// The broker refused to create a topic: the settings ask for what it cannot give.
-    #[error(
-        "Kafka refused to create topic {topic} with {partitions} partitions and replication \
-         factor {replication} (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION_FACTOR): {code}"
-    )]
-    Refused {
-        /// The topic.
-        topic: String,
-        /// Partitions asked for.
-        partitions: i32,
-        /// Replication factor asked for.
-        replication: i32,
-        /// The broker's answer.
-        code: RDKafkaErrorCode,
-    },
-    /// The CreateTopics request itself failed.
-    #[error("Kafka CreateTopics for {topics:?} failed: {error}")]
-    Request {
-        /// The topics asked for.
-        topics: Vec<String>,
-        /// What failed.
-        error: KafkaError,
-    },
-}
-
-/// Creates those of `topics` that do not exist with CreateTopics (existing ones are left as
-/// they are, so a second start changes nothing). Reading the cluster's metadata is retried
-/// with backoff while Kafka is unreachable or refuses us; `watch` hears the cause (health,
-/// one log line). A refusal to create a topic is an error: the service stops with one line.
-/// A broker that never answers CreateTopics (librdkafka's mock cluster behind `devbroker`)
-/// gets a warning and the service relies on the topics existing. Returns `Ok(false)` if
-/// `shutdown` fired first.
-pub async fn ensure_topics(
-    config: &ClientConfig,
-    watch: &BrokerWatch,
-    topics: &[&str],
-    partitions: i32,
-    replication: i32,
-    shutdown: &CancellationToken,
-) -> Result<bool, TopicsError> {
-    // Metadata is read through a producer that nobody sends on: polling it serves librdkafka's
-    // main queue, where connection errors (a refused certificate, a wrong password) and
-    // statistics reach the watch. The admin client's own queue carries only admin results.
-    let context = WatchedContext {
-        watch: watch.clone(),
-    };
-    let reader: std::sync::Arc<BaseProducer<WatchedContext>> =
-        std::sync::Arc::new(config.create_with_context(context)?);
-    let mut backoff = Backoff::new(Duration::from_secs(10));
-    let mut waited = false;
-    let existing = loop {
-        let client = reader.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            let names = client
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5))
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .map(|t| t.name().to_string())
-                        .collect::<Vec<_>>()
-                });
-            // Serves every event queued meanwhile (one poll call with no wait serves one).
-            client.poll(Duration::from_millis(100));
-            names
-        });
-        // A metadata request to an unreachable broker blocks for its 5 s timeout: a stop does
-        // not wait for it (the blocking task ends on its own).
-        let metadata = tokio::select! {
-            () = shutdown.cancelled() => return Ok(false),
-            metadata = metadata => metadata,
-        };
-        match metadata {
-            Ok(Ok(names)) => break names,
-            // The cause (refused, unreachable) reaches the watch through the context; this
-            // says once what the service is waiting for.
-            Ok(Err(err)) if !waited => {
-                tracing::warn!(%err, "waiting for Kafka metadata before creating topics");
-                waited = true;
-            }
-            Ok(Err(err)) => tracing::debug!(%err, "Kafka metadata not readable yet"),
-            Err(err) => tracing::warn!(%err, "metadata task failed, retrying"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(false),
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-    };
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let missing: Vec<NewTopic<'_>> = topics
-        .iter()
-        .filter(|t| !existing.iter().any(|e| e == *t))
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
-        .collect();
-    if missing.is_empty() {
-        return Ok(true);
-    }
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let created = tokio::time::timeout(
-        Duration::from_secs(15),
-        admin.create_topics(&missing, &options),
-    )
-    .await;
-    let names: Vec<String> = missing.iter().map(|t| t.name.to_string()).collect();
-    match created {
-        Ok(Ok(results)) => {
-            for result in results {
-                match result {
-                    Ok(topic) => tracing::info!(%topic, partitions, replication, "topic created"),
-                    // Another instance created it between our metadata read and now.
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => {
-                        return Err(TopicsError::Refused {
-                            topic,
-                            partitions,
-                            replication,
-                            code,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(Err(error)) => {
-            return Err(TopicsError::Request {
-                topics: names,
-                error,
-            });
-        }
-        Err(_) => tracing::warn!(
-            topics = ?names,
-            "broker did not answer CreateTopics; relying on the topics existing"
-        ),
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn kafka_prefixed_variables_become_librdkafka_properties() {
-        let props = passthrough_properties(vars(&[
-            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
-            ("KAFKA_SSL_CA_LOCATION", "/etc/ca.pem"),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
-            ("KAFKA_BOOTSTRAP_SERVERS", "ignored:9092"),
-            ("KAFKA_TOPIC_PARTITIONS", "12"),
-            ("KAFKA_", "empty"),
-            ("PATH", "/usr/bin"),
-        ]));
-        assert_eq!(
-            props,
-            vars(&[
-                ("sasl.mechanism", "SCRAM-SHA-512"),
-                ("security.protocol", "sasl_ssl"),
-                ("ssl.ca.location", "/etc/ca.pem"),
-            ])
-        );
-    }
-
-    #[test]
-    fn defaults_yield_to_the_operator_and_secrets_survive_the_copy() {
-        let mut base = ClientConfig::new();
-        base.set("sasl.password", "s3cret")
-            .set("ssl.key.password", "k3y")
-            .set("linger.ms", "50");
-        let config = with_defaults(&base, &[("linger.ms", "5"), ("enable.idempotence", "true")]);
-        assert_eq!(config.get("sasl.password"), Some("s3cret"));
-        assert_eq!(config.get("ssl.key.password"), Some("k3y"));
-        assert_eq!(
-            config.get("linger.ms"),
-            Some("50"),
-            "the operator's value wins"
-        );
-        assert_eq!(config.get("enable.idempotence"), Some("true"));
-    }
 
     #[test]
     fn a_refusal_stays_the_reason_through_all_brokers_down_and_its_retries() {
@@ -561,14 +285,5 @@ mod tests {
             "SSL handshake failed"
         );
         assert_eq!(steady_cause("plain words"), "plain words");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(500));
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 500, 500]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
     }
 }
