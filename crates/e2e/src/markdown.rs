@@ -158,7 +158,7 @@ pub fn settings_tables(file: &str, text: &str, sections: &[&str]) -> Tables {
         for (line_number, line) in &table[2..] {
             let at = format!("{file}:{line_number}");
             match row(&split_row(line)) {
-                Ok((name, row)) if rows.contains_key(&name) => tables
+                Ok((name, _)) if rows.contains_key(&name) => tables
                     .problems
                     .push(format!("{at}: {name} appears twice in '### {title}'")),
                 Ok((name, fields)) => {

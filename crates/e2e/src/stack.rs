@@ -4,6 +4,7 @@
 //! components' pids, exit statuses and logs, and [`Stack`]'s `Drop`, which stops whatever is
 //! still running, with the logs' tails first when the test is failing.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -68,7 +69,8 @@ pub struct Stack {
     pub repo: PathBuf,
     pub layout: Layout,
     env: Vec<(String, Option<String>)>,
-    stopped: bool,
+    /// True when there is nothing to stop: before `up`, after `down`.
+    stopped: Cell<bool>,
 }
 
 impl Stack {
@@ -127,8 +129,7 @@ impl Stack {
                 ports: HashMap::new(),
             },
             env,
-            // Nothing to stop until `up` runs.
-            stopped: true,
+            stopped: Cell::new(true),
         };
         stack.layout = stack.read_layout()?;
         Ok(stack)
@@ -163,9 +164,25 @@ impl Stack {
         Ok(())
     }
 
+    /// As [`Stack::script`], its standard output dropped (errors still show).
+    pub fn script_quiet(&self, path: &str, args: &[&str]) -> anyhow::Result<()> {
+        let status = self
+            .command(path)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("run {path}"))?;
+        anyhow::ensure!(
+            status.success(),
+            "{path} {} failed: {status}",
+            args.join(" ")
+        );
+        Ok(())
+    }
+
     /// `scripts/local-up.sh` with a fresh database; from here on, dropping `self` stops it.
-    pub fn up(&mut self) -> anyhow::Result<()> {
-        self.stopped = false;
+    pub fn up(&self) -> anyhow::Result<()> {
+        self.stopped.set(false);
         let status = self
             .command("scripts/local-up.sh")
             .env("FLEET_DB_RESET", "1")
@@ -176,8 +193,8 @@ impl Stack {
     }
 
     /// `scripts/local-down.sh` for everything; dropping `self` afterwards does nothing.
-    pub fn down(&mut self) -> anyhow::Result<()> {
-        self.stopped = true;
+    pub fn down(&self) -> anyhow::Result<()> {
+        self.stopped.set(true);
         self.script("scripts/local-down.sh", &[])
     }
 
@@ -317,7 +334,7 @@ impl Drop for Stack {
         if std::thread::panicking() {
             self.print_log_tails();
         }
-        if self.stopped {
+        if self.stopped.get() {
             return;
         }
         // Quietly; again loudly if that failed, so that what would not stop is said.
