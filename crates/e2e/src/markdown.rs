@@ -32,13 +32,10 @@ fn prose_lines(text: &str) -> Vec<(usize, &str)> {
     let mut lines = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
         let stripped = line.trim_start();
-        let marker: String = stripped
-            .chars()
-            .take_while(|c| *c == '`' || *c == '~')
-            .collect();
-        let is_marker =
-            marker.len() >= 3 && marker.chars().all(|c| Some(c) == marker.chars().next());
-        if is_marker {
+        // A run of three or more backticks or tildes opens a fence; the same run closes it.
+        let first = stripped.chars().next().filter(|c| *c == '`' || *c == '~');
+        let marker: String = stripped.chars().take_while(|c| Some(*c) == first).collect();
+        if marker.len() >= 3 {
             match &fence {
                 None => {
                     fence = Some(marker);
@@ -87,20 +84,20 @@ fn code(cell: &str) -> Option<&str> {
 /// The cells of a table row; `\|` is a `|` inside a cell (GitHub's escape).
 fn split_row(line: &str) -> Vec<String> {
     let line = line.trim();
-    let mut cells = vec![String::new()];
+    let mut cells = Vec::new();
+    let mut cell = String::new();
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\\' if chars.peek() == Some(&'|') => {
-                cells.last_mut().map(|s| s.push('|'));
+                cell.push('|');
                 chars.next();
             }
-            '|' => cells.push(String::new()),
-            c => {
-                cells.last_mut().map(|s| s.push(c));
-            }
+            '|' => cells.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
         }
     }
+    cells.push(cell);
     if line.starts_with('|') {
         cells.remove(0);
     }

@@ -79,9 +79,12 @@ impl Stack {
     /// file or trace export (hermetic). Nothing is started yet.
     pub fn configure(repo: &Path) -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let state = var("E2E_STATE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join(".local-stack-e2e"));
+        // Relative to the repository, as the scripts read it.
+        let state = repo.join(
+            var("E2E_STATE_DIR")
+                .as_deref()
+                .unwrap_or(".local-stack-e2e"),
+        );
         let mut env: Vec<(String, Option<String>)> = [
             ("FLEET_STATE_DIR", state.to_string_lossy().as_ref()),
             ("FLEET_SCRAPE_INTERVAL", "2s"),
@@ -303,7 +306,7 @@ impl Stack {
             let (name, value) = line.split_once('=').context("a NAME=port line")?;
             ports.insert(
                 name.to_string(),
-                value.parse().with_context(|| format!("{line}"))?,
+                value.parse().with_context(|| line.to_string())?,
             );
         }
         Ok(Layout {

@@ -142,10 +142,13 @@ async fn alertmanager_says(fleet: &Fleet<'_>, within: u64, want: &[&str]) -> any
 
 /// Alertmanager's last lines about failed notifications or `about` (`webhook`, `email`).
 fn alertmanager_errors(fleet: &Fleet<'_>, about: &str) -> String {
-    fleet
+    let lines = fleet
         .stack
-        .log_lines("alertmanager", &["Notify for alerts failed", about], 3)
-        .join("\n")
+        .log_lines("alertmanager", &["Notify for alerts failed", about], 3);
+    if lines.is_empty() {
+        return format!("nothing about failures or {about} in its log");
+    }
+    lines.join("\n")
 }
 
 async fn row_lands(fleet: &Fleet<'_>, within: u64, status: &str) -> anyhow::Result<()> {
