@@ -135,6 +135,16 @@ impl Pending {
             .filter(move |(q, _)| !(defer && q.about_alerts()))
     }
 
+    /// How many queries have not passed yet.
+    pub fn len(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// True when every query passed.
+    pub fn is_empty(&self) -> bool {
+        self.queries.is_empty()
+    }
+
     /// The pending queries, one block each.
     pub fn list(&self, defer: bool) -> String {
         self.open(defer)

@@ -289,6 +289,10 @@ pub async fn dashboards(fleet: &Fleet<'_>, report: &mut Report) -> anyhow::Resul
         pending.run(&fleet.prometheus, &fleet.db, true).await
     })
     .await?;
+    report.info(format!(
+        "{} over the alert history wait for the alert",
+        pending.len()
+    ));
     report.passed();
     Ok(pending)
 }
