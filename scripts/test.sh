@@ -2,8 +2,8 @@
 # The test command: on a fresh Debian machine, installs what the suite needs, makes sure a
 # PostgreSQL server is up, starts Apache Kafka, builds the observability stack at compose's
 # versions (once: about 8 minutes, then cached), then runs formatting, lint, every test, the
-# config checks (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end run
-# of the native stack. Fails on any failure.
+# config checks (promtool, amtool, dashboards, compose file, shellcheck) and the end-to-end test
+# of the native stack (crates/e2e). Fails on any failure.
 #
 #   scripts/test.sh            # everything
 #   TEST_DATABASE_URL=postgres://user@host:5432/postgres scripts/test.sh   # another server
@@ -137,11 +137,12 @@ log "Prometheus, Alertmanager and Grafana configs"
 scripts/check-configs.sh
 log "docker-compose.yml against the Compose Specification"
 scripts/check-compose.sh
-log "end to end: the native stack"
+log "docs: alert runbooks and links (the settings tables: fleet-e2e's settings test, above)"
+python3 scripts/check-docs.py
+log "end to end: the native stack (fleet-e2e's tests/e2e, #[ignore]d in the run above)"
 cargo build --workspace --locked --bins
-python3 scripts/check-docs.py --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"
 FLEET_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug" \
-  scripts/e2e.sh
+  cargo test -p fleet-e2e --locked --test e2e -- --ignored --nocapture
 log "host-metrics side by side with node_exporter (agreement)"
 python3 scripts/host-metrics-vs-node-exporter.py agreement \
   --bin-dir "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug"

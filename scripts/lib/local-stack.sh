@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The native (Docker-free) stack's shared plumbing, sourced by scripts/local-up.sh,
-# scripts/local-down.sh and scripts/e2e.sh: where the state lives, and how a component is
+# scripts/local-down.sh and the end-to-end test (crates/e2e, for the layout): where the state lives, and how a component is
 # started detached, found again by its pid file, waited for and stopped. The process itself
 # is started, waited for and signalled by scripts/lib/stack.py, the supervisor the Python
 # benchmark scripts use too (why Python: the top of that file). The components' own start

@@ -17,7 +17,7 @@ KAFKA_DIR=""
 TRUST_LINE='host all all 127.0.0.1/32 trust'
 HBA_FILE="" HBA_SUM="" HBA_RELOAD=()
 TEST_OBJECTS_URL="" TEST_OBJECTS_BEFORE=""
-# The tests' databases and roles, and the e2e's database (scripts/e2e.sh: E2E_DB_NAME).
+# The tests' databases and roles, and the e2e's database (crates/e2e: E2E_DB_NAME).
 TEST_DB_FILTER="datname LIKE 'agg\\_test\\_%'" TEST_ROLE_FILTER="rolname LIKE 'agg\\_test\\_%'"
 if [[ ${E2E_DB_NAME:-fleetpulse_e2e} =~ ^[a-z_][a-z0-9_]*$ ]]; then
   TEST_DB_FILTER+=" OR datname = '${E2E_DB_NAME:-fleetpulse_e2e}'"

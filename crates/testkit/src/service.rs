@@ -83,10 +83,7 @@ impl Service {
     /// not answering).
     pub fn metric(&self, sample: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics")?;
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.rsplit_once(' ').filter(|(n, _)| *n == sample))
-            .and_then(|(_, v)| v.parse().ok())
+        sample_value(&body, sample)
     }
 
     /// Waits (bounded) until `sample` satisfies `want`; panics with the last value and the log.
@@ -188,6 +185,15 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The value of the sample whose name with labels is exactly `sample` in a `/metrics` body
+/// (Prometheus' text format).
+pub fn sample_value(body: &str, sample: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(n, _)| *n == sample))
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: enough for `/metrics` and `/readyz`.

@@ -11,50 +11,14 @@
 //! `group.initial.rebalance.delay.ms` of 3 s (which real Kafka uses to gather a group's members)
 //! only delays every first join in development and tests.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
-use clap::Parser;
+use devbroker::Config;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer as _};
 
-/// A development Kafka broker (librdkafka's mock cluster) on a random local port.
-#[derive(Debug, Parser)]
-#[command(name = "devbroker", version)]
-struct Args {
-    /// Number of mock brokers in the cluster.
-    #[arg(long, env = "DEVBROKER_BROKERS", default_value_t = 1,
-          value_parser = clap::value_parser!(i32).range(1..=9))]
-    brokers: i32,
-
-    /// Partitions of each topic created at start.
-    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6,
-          value_parser = clap::value_parser!(i32).range(1..=10_000))]
-    partitions: i32,
-
-    /// Topics created at start (comma separated).
-    #[arg(
-        long,
-        env = "DEVBROKER_TOPICS",
-        value_delimiter = ',',
-        default_value = "calls,host-metrics,web-probes,fleet-dlq"
-    )]
-    topics: Vec<String>,
-
-    /// The broker setting `group.initial.rebalance.delay.ms`: how long a new consumer group
-    /// waits for more members before its first assignment.
-    #[arg(long, env = "DEVBROKER_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 0,
-          value_parser = clap::value_parser!(i32).range(0..=300_000))]
-    group_initial_rebalance_delay_ms: i32,
-
-    /// Also write the bootstrap address to this file (for scripts).
-    #[arg(long, env = "DEVBROKER_BOOTSTRAP_FILE")]
-    bootstrap_file: Option<PathBuf>,
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = fleet::config::parse_or_exit();
+    let args: Config = fleet::config::parse_or_exit();
     // The mock cluster lives inside a client handle (`test.mock.num.brokers`) and is not `Send`:
     // it stays on this thread for the whole run.
     let host: BaseProducer = ClientConfig::new()
