@@ -121,6 +121,8 @@ log "Kafka: $TEST_KAFKA_BOOTSTRAP_SERVERS"
 # --- checks and tests -----------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
+log "layers: no import cycle between the modules of a crate"
+python3 scripts/check-layers.py
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo nextest run"
