@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::Checker;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Loaded, Metrics};
 use crate::scheduler::Scheduler;
 use crate::targets::{Defaults, Target};
 
@@ -237,8 +237,7 @@ impl Reload<'_> {
         match targets::parse(&text, yaml, defaults) {
             Ok(targets) => {
                 let diff = scheduler.apply(&targets);
-                metrics.reloads.with_label_values(&["success"]).inc();
-                metrics.config_valid.set(1);
+                metrics.reloaded(Loaded::Success);
                 health.pass(TARGETS_CHECK);
                 tracing::info!(targets = targets.len(), started = diff.start.len(),
                 stopped = diff.stop.len(), file = %path.display(), "targets loaded");
@@ -250,8 +249,7 @@ impl Reload<'_> {
 }
 
 fn reject(metrics: &Metrics, health: &Health, why: &str) {
-    metrics.reloads.with_label_values(&["failure"]).inc();
-    metrics.config_valid.set(0);
+    metrics.reloaded(Loaded::Failure);
     health.fail(TARGETS_CHECK, why.to_string());
     tracing::error!(%why, "targets file rejected; the previous targets keep running");
 }

@@ -48,6 +48,28 @@ fleet::metrics! {
     }
 }
 
+/// How a load of the targets file ended: `config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// The file was valid: its targets run now.
+    Success,
+    /// The file was rejected: the previous targets keep running.
+    Failure,
+}
+
+impl Loaded {
+    /// Every result, for pre-registering the label values.
+    pub const ALL: [Loaded; 2] = [Self::Success, Self::Failure];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
 impl Metrics {
     /// Creates and registers every metric, the closed label sets at zero.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
@@ -55,10 +77,16 @@ impl Metrics {
         for outcome in ProbeOutcome::ALL {
             m.checks.with_label_values(&[outcome.as_str()]);
         }
-        for result in ["success", "failure"] {
-            m.reloads.with_label_values(&[result]);
+        for result in Loaded::ALL {
+            m.reloads.with_label_values(&[result.as_str()]);
         }
         Ok(m)
+    }
+
+    /// Counts a load of the targets file, and shows whether the file in force is the last one.
+    pub fn reloaded(&self, result: Loaded) {
+        self.reloads.with_label_values(&[result.as_str()]).inc();
+        self.config_valid.set(i64::from(result == Loaded::Success));
     }
 
     /// Records one result.
