@@ -120,17 +120,7 @@ impl Application {
             pool,
             owner,
         } = self;
-        let alerts = alerts::router(
-            store::AlertStore::new(pool.clone()),
-            alerts::Counts {
-                received: metrics.alerts_received.clone(),
-                refused: metrics.alerts_refused.clone(),
-            },
-            alerts::Access {
-                token: config.alerts_token.clone(),
-                max_body_bytes: config.alerts_max_body_bytes as usize,
-            },
-        );
+        let alerts = alert_routes(&config, &metrics, &pool);
         let runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
@@ -146,25 +136,16 @@ impl Application {
         let Some(mut runner) = runner.with_topics(&all_topics).await? else {
             return Ok(()); // stopped before Kafka answered
         };
-        let dlq = AsyncProducer::new(
-            &fleet::kafka::with_defaults(
-                &runner.kafka,
-                &[("enable.idempotence", "true"), ("linger.ms", "5")],
-            ),
-            runner.watch.clone(),
-        )
-        .context("create dead-letter producer")?;
-
-        let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;
         let flusher = Flusher {
             store: store.clone(),
-            dlq,
+            dlq: dlq_producer(&runner)?,
             dlq_topic: config.dlq_topic.clone(),
             topics: topics.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
             abandon: CancellationToken::new(),
         };
+        let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;
         let (pinged, watched) = (store.clone(), health.clone());
         runner.spawn("postgres ping", move |stop| {
             ping_postgres(pinged, watched, stop)
@@ -186,8 +167,32 @@ impl Application {
     }
 }
 
+/// `POST /alerts`, storing through `pool`.
+fn alert_routes(config: &Config, metrics: &Metrics, pool: &Pool) -> axum::Router {
+    alerts::router(
+        store::AlertStore::new(pool.clone()),
+        alerts::Counts {
+            received: metrics.alerts_received.clone(),
+            refused: metrics.alerts_refused.clone(),
+        },
+        alerts::Access {
+            token: config.alerts_token.clone(),
+            max_body_bytes: config.alerts_max_body_bytes as usize,
+        },
+    )
+}
+
+/// The producer of the dead letters: idempotent, so a retried delivery writes a letter once.
+fn dlq_producer(runner: &Runner) -> anyhow::Result<AsyncProducer> {
+    let settings = fleet::kafka::with_defaults(
+        &runner.kafka,
+        &[("enable.idempotence", "true"), ("linger.ms", "5")],
+    );
+    AsyncProducer::new(&settings, runner.watch.clone()).context("create dead-letter producer")
+}
+
 /// Migrates the schema (as `owner`, whose connection lives only as long as the migrations),
-/// retrying while PostgreSQL is unreachable, and shows the stored totals. `None` if the stop
+/// retrying while PostgreSQL is unreachable, then runs every source's start hook. `None` if the stop
 /// came first.
 async fn open_store(
     config: &Config,
