@@ -192,8 +192,8 @@ fn dlq_producer(runner: &Runner) -> anyhow::Result<AsyncProducer> {
 }
 
 /// Migrates the schema (as `owner`, whose connection lives only as long as the migrations),
-/// retrying while PostgreSQL is unreachable, then runs every source's start hook. `None` if the stop
-/// came first.
+/// retrying while PostgreSQL is unreachable, then runs every source's start hook. `None` if
+/// the stop came first.
 async fn open_store(
     config: &Config,
     topics: &Topics,
