@@ -166,7 +166,8 @@ fn label_set<'a>(
             .map(str::trim_start)
             .and_then(|t| t.strip_prefix('"'))
             .ok_or_else(|| format!("label {name}: =\"value\" expected"))?;
-        let (value, after) = quoted_value(quoted).ok_or_else(|| format!("label {name}: unterminated or bad escape"))?;
+        let (value, after) = quoted_value(quoted)
+            .ok_or_else(|| format!("label {name}: unterminated or bad escape"))?;
         if labels.insert(name.to_string(), value).is_some() {
             return Err(format!("label {name} twice"));
         }
@@ -206,7 +207,12 @@ fn parse_value(text: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         // Rust would also take "inf", "infinity" and "nan" in any case: not this format's.
-        _ if text.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') => None,
+        _ if text
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
+        {
+            None
+        }
         _ => text.parse().ok(),
     }
 }
@@ -280,7 +286,10 @@ not_a_number NaN
             scrape.value(r#"aggregator_flush_seconds_bucket{le="+Inf"}"#),
             Some(7.0)
         );
-        assert_eq!(scrape.value(r#"odd_spacing{a="1",b="2"}"#), Some(f64::NEG_INFINITY));
+        assert_eq!(
+            scrape.value(r#"odd_spacing{a="1",b="2"}"#),
+            Some(f64::NEG_INFINITY)
+        );
         assert!(scrape.value("not_a_number").unwrap().is_nan());
     }
 
@@ -342,7 +351,12 @@ not_a_number NaN
     #[test]
     fn an_empty_exposition_has_no_samples() {
         assert!(parse("").unwrap().samples().is_empty());
-        assert!(parse("# HELP x y\n# TYPE x counter\n").unwrap().samples().is_empty());
+        assert!(
+            parse("# HELP x y\n# TYPE x counter\n")
+                .unwrap()
+                .samples()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -261,6 +261,7 @@ fn http_request(port: u16, request: &str) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A process that ignores SIGTERM, as a service stuck in its shutdown would.
     fn stubborn() -> (Service, u32) {
@@ -297,8 +298,16 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(gone(pid), "pid {pid} survives a failed test");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-        assert!(dir.exists(), "{} removed although the test failed", dir.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            dir.exists(),
+            "{} removed although the test failed",
+            dir.display()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
