@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The server tests connect to; `DATABASE_URL` (any database on it) overrides.
 pub fn admin_url() -> String {
@@ -273,11 +273,13 @@ impl IntoFuture for SpawnApp {
     }
 }
 
-/// An aggregator running in this process.
+/// An aggregator running in this process; stopped (its token cancelled) when dropped, so that a
+/// test that panics does not hang in the runtime's teardown, waiting for its consume thread.
 pub struct TestApp {
     pub port: u16,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
+    _stop_on_drop: DropGuard,
 }
 
 impl TestApp {
@@ -294,6 +296,7 @@ impl TestApp {
         let handle = tokio::spawn(app.run_until_stopped(shutdown.clone(), trace));
         Self {
             port,
+            _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             handle,
         }
