@@ -92,14 +92,6 @@ impl Scrape {
     }
 }
 
-impl std::str::FromStr for Scrape {
-    type Err = ParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse(text)
-    }
-}
-
 /// `series value [timestamp]`.
 fn sample_line(line: &str) -> Result<Sample, String> {
     let ((name, labels), rest) = series(line)?;
