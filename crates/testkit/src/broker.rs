@@ -2,7 +2,7 @@
 //! ports of its own, so the test can kill it, restart it on the same data, or give it TLS and
 //! SASL listeners without disturbing the other tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,12 @@ pub struct Options {
     pub listeners: Vec<(String, u16)>,
 }
 
-/// One broker+controller JVM; killed (SIGKILL) when dropped. Its folder is kept, logs
-/// included, for whoever reads a failed test.
+/// One broker+controller JVM; killed (SIGKILL) when dropped. Its folder, logs included, is
+/// then removed, unless the test failed: it is kept for whoever reads the failure.
 #[derive(Debug)]
 pub struct Broker {
-    dir: PathBuf,
+    /// Dropped after the JVM is killed (fields drop after `Drop::drop`).
+    dir: crate::TempDir,
     port: u16,
     options: Options,
 }
@@ -32,7 +33,7 @@ impl Broker {
     /// has started and accepts connections.
     pub fn start(options: Options) -> Self {
         let broker = Self {
-            dir: crate::temp_dir("kafka"),
+            dir: crate::TempDir::new("kafka"),
             port: free_port(),
             options,
         };
@@ -47,22 +48,34 @@ impl Broker {
 
     /// SIGKILL, as a crash or a lost machine would stop it; returns once the process is gone.
     pub fn kill(&self) {
-        let Some(pid) = self.pid() else { return };
-        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-        assert!(status.success(), "kill -KILL {pid}");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Err(problem) = self.kill_within(Duration::from_secs(10)) {
+            panic!("{problem}");
+        }
+    }
+
+    /// SIGKILL and a bounded wait for the process to go; what went wrong otherwise. Never
+    /// panics: `Drop` calls it, maybe while the test panics.
+    fn kill_within(&self, within: Duration) -> Result<(), String> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let status = Command::new("kill").args(["-KILL", &pid]).status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            return Err(format!("kill -KILL {pid}: {status:?}"));
+        }
+        let deadline = Instant::now() + within;
         while Path::new(&format!("/proc/{pid}")).exists() {
             // A zombie until kafka.sh's shell (already gone) would reap it: init does.
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             if state.split_whitespace().nth(2) == Some("Z") {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "broker {pid} still runs after SIGKILL"
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("broker {pid} still runs {within:?} after SIGKILL"));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Starts the broker again on the same folder and ports, keeping its data.
@@ -71,7 +84,7 @@ impl Broker {
     }
 
     fn pid(&self) -> Option<String> {
-        let pid = std::fs::read_to_string(self.dir.join("kafka.pid")).ok()?;
+        let pid = std::fs::read_to_string(self.dir.path().join("kafka.pid")).ok()?;
         let pid = pid.trim().to_string();
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
@@ -80,10 +93,10 @@ impl Broker {
         let mut command = Command::new(crate::repo_root().join("scripts/kafka.sh"));
         command
             .arg("start")
-            .arg(&self.dir)
+            .arg(self.dir.path())
             .args(["--port", &self.port.to_string()]);
         if !self.options.properties.is_empty() {
-            let file = self.dir.join("extra.properties");
+            let file = self.dir.path().join("extra.properties");
             std::fs::write(&file, &self.options.properties).unwrap();
             command.arg("--properties").arg(file);
         }
@@ -99,7 +112,7 @@ impl Broker {
         assert!(
             output.status.success(),
             "scripts/kafka.sh start {}: {}",
-            self.dir.display(),
+            self.dir.path().display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
@@ -107,7 +120,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.kill();
+        if let Err(problem) = self.kill_within(Duration::from_secs(10)) {
+            eprintln!("testkit: {problem}");
+        }
     }
 }
 

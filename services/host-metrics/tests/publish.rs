@@ -161,6 +161,7 @@ async fn samples_are_published_keyed_by_host_with_values_the_kernel_agrees_with(
     assert!(value(&samples[4].1, "network_receive_rate", "").is_some());
 }
 
+/// The value of the series `name` selects on `/metrics`; NaN when absent.
 async fn metric(port: u16, name: &str) -> f64 {
     let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
@@ -168,14 +169,8 @@ async fn metric(port: u16, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.rsplit_once(' ')
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| v.parse().unwrap())
-        })
-        .unwrap_or(f64::NAN)
+    let scrape = testkit::prom::parse(&body).unwrap();
+    scrape.value(name).unwrap_or(f64::NAN)
 }
 
 async fn wait_for(port: u16, what: &str, mut ok: impl FnMut(f64) -> bool, name: &str) {

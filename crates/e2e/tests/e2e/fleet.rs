@@ -52,13 +52,16 @@ impl<'s> Fleet<'s> {
         })
     }
 
-    /// The value of one sample of a service's /metrics (`PORT` variable, exact series name).
+    /// The value of one series of a service's /metrics (`PORT` variable; `name{label="v"}`).
     pub async fn metric(&self, port: &str, sample: &str) -> anyhow::Result<f64> {
         let body = self
             .http
             .get_text(&self.stack.layout.url(port), "/metrics", &[])
             .await?;
-        testkit::service::sample_value(&body, sample).with_context(|| format!("no sample {sample}"))
+        let scrape = testkit::prom::parse(&body).map_err(|err| anyhow::anyhow!("{port}: {err}"))?;
+        scrape
+            .value(sample)
+            .with_context(|| format!("no sample {sample}"))
     }
 
     /// Every scrape target up, one at least for each of [`SERVICES`].

@@ -62,10 +62,7 @@ async fn stored_alerts(db: &TestDb) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(_, _, db, app) = spawn_app().await;
 
     post_firing_once_ready(&app, None).await;
     let (status, _) = post(&app, notification("resolved", "2026-11-23T10:05:00Z")).await;
@@ -142,12 +139,9 @@ const TOKEN: &str = "alerts-token-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refused() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
-    let mut args = args(&bootstrap, &db.url, &names);
-    args.extend(["--alerts-token", TOKEN, "--alerts-max-body-bytes", "4096"].map(String::from));
-    let app = TestApp::spawn(args).await;
+    let Spawned(_, _, db, app) = spawn_app()
+        .args(["--alerts-token", TOKEN, "--alerts-max-body-bytes", "4096"])
+        .await;
     let bearer = format!("Bearer {TOKEN}");
 
     // The right token: stored.
@@ -189,9 +183,7 @@ async fn with_a_token_only_its_bearer_stores_and_a_body_above_the_limit_is_refus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_endpoint_is_warned_about_once_and_a_weak_token_stops_the_start() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
+    let Setup(names, bootstrap, db) = setup(1).await;
     let kafka = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap)];
 
     let open = Service::start("aggregator", crate::fleet::env(&names, &db, &kafka, &[]));

@@ -9,10 +9,7 @@ fn now_secs() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_reaches_the_dlq_and_valid_messages_around_it_are_counted() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().await;
 
     let t = now_secs();
     let legacy_a = format!(

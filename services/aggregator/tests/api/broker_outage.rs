@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::broker::Broker;
 
 use crate::fleet::{Fleet, Produced, logged_field, stored};
-use crate::helpers::{Names, TestDb, create_topics};
+use crate::helpers::{Setup, setup_on};
 
 /// The broker stays away this long.
 const OUTAGE: Duration = Duration::from_secs(32);
@@ -25,9 +25,7 @@ fn wait_health(fleet: &Fleet, want: f64, what: &str, within: Duration) {
 async fn a_broker_killed_under_load_and_restarted_loses_nothing_and_stores_nothing_twice() {
     let kafka = Broker::start(Default::default());
     let bootstrap = kafka.bootstrap();
-    let names = Names::new();
-    create_topics(&bootstrap, &names, 3);
-    let db = TestDb::create().await;
+    let Setup(names, _, db) = setup_on(&bootstrap, 3).await;
     let plain = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone())];
     let fleet = Fleet::start(&names, &db, &plain, None);
 

@@ -7,10 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_is_stored_once_in_windows_long_calls_totals_and_metrics() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 6);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().partitions(6).await;
 
     let expected = produce_calls(&bootstrap, &names.calls, 5_000, 1);
     db.wait_for_offsets(&names.group, 5_000, Duration::from_secs(60))
@@ -81,9 +78,7 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
     const ROUNDS: usize = 5;
     const PER_ROUND: usize = 10_000;
     const SAMPLES_PER_ROUND: usize = 300;
-    let names = Names::new();
-    let bootstrap = broker(&names, 6);
-    let db = TestDb::create().await;
+    let Setup(names, bootstrap, db) = setup(6).await;
     let args = args(&bootstrap, &db.url, &names);
     let mut expected = Expected::default();
     let mut hosts = HostExpected::default();
@@ -131,10 +126,7 @@ async fn sigkill_at_random_moments_neither_loses_nor_double_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_aggregators_in_one_group_share_the_partitions_and_totals_are_exact() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 6);
-    let db = TestDb::create().await;
-    let a = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, a) = spawn_app().partitions(6).await;
     let b = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
     // Wait until the group has settled with both members.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -180,9 +172,7 @@ async fn a_cooperative_rebalance_under_load_neither_loses_nor_double_counts() {
     // Incremental (cooperative) rebalancing: when a member leaves, the other is assigned its
     // partitions on top of those it keeps, and must re-read what it had consumed but not yet
     // flushed on the kept ones (its batch is dropped on every reassignment).
-    let names = Names::new();
-    let bootstrap = broker(&names, 6);
-    let db = TestDb::create().await;
+    let Setup(names, bootstrap, db) = setup(6).await;
     let mut args = args(&bootstrap, &db.url, &names);
     // Slow flushes, so that the remaining member holds unflushed data at the reassignment.
     let at = args

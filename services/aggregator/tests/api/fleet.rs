@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use testkit::TempDir;
 use testkit::service::Service;
 
 use crate::helpers::{Names, TestDb};
@@ -27,14 +28,15 @@ pub fn site() -> u16 {
     port
 }
 
-/// A targets file with one target, checked every 0.5 s.
-pub fn targets_file(port: u16) -> PathBuf {
-    let path = testkit::temp_dir("targets").join("targets.yaml");
+/// A folder with `targets.yaml`: one target, checked every 0.5 s.
+pub fn targets_file(port: u16) -> (TempDir, PathBuf) {
+    let dir = TempDir::new("targets");
+    let path = dir.path().join("targets.yaml");
     let yaml = format!(
         "defaults:\n  interval_secs: 0.5\n  timeout_secs: 2\ntargets:\n  - url: http://127.0.0.1:{port}/\n"
     );
     std::fs::write(&path, yaml).unwrap();
-    path
+    (dir, path)
 }
 
 /// Settings of a service: the test's topics, database and group, then `kafka` (bootstrap and
@@ -70,6 +72,8 @@ pub struct Fleet {
     pub simulator: Service,
     pub host_metrics: Service,
     pub prober: Service,
+    /// web-prober's targets file.
+    _targets: TempDir,
 }
 
 impl Fleet {
@@ -82,7 +86,7 @@ impl Fleet {
             ],
             None => vec![("CALLS_PER_SECOND", "200".to_string())],
         };
-        let targets = targets_file(site());
+        let (targets_dir, targets) = targets_file(site());
         Self {
             aggregator: Service::start("aggregator", env(names, db, kafka, &[])),
             simulator: Service::start("call-simulator", env(names, db, kafka, &simulator)),
@@ -107,6 +111,7 @@ impl Fleet {
                     &[("PROBE_TARGETS_FILE", targets.display().to_string())],
                 ),
             ),
+            _targets: targets_dir,
         }
     }
 

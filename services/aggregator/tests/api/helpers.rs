@@ -1,5 +1,7 @@
 //! `spawn_app()` and friends: a fresh database, broker, topics and group per test.
 
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use aggregator::Application;
@@ -15,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The server tests connect to; `DATABASE_URL` (any database on it) overrides.
 pub fn admin_url() -> String {
@@ -141,14 +143,6 @@ impl Names {
 /// Partitions of the host-metrics topic in tests.
 pub const HOST_PARTITIONS: i32 = 2;
 
-/// The run's broker with the test's topics (`partitions` for the calls); returns its
-/// bootstrap address.
-pub fn broker(names: &Names, partitions: i32) -> String {
-    let bootstrap = testkit::kafka::bootstrap();
-    create_topics(&bootstrap, names, partitions);
-    bootstrap
-}
-
 /// The test's topics on the broker at `bootstrap`.
 pub fn create_topics(bootstrap: &str, names: &Names, partitions: i32) {
     testkit::kafka::create_topics(
@@ -196,11 +190,96 @@ pub fn args(bootstrap: &str, db_url: &str, names: &Names) -> Vec<String> {
     head.into_iter().chain(topics).chain(tail).collect()
 }
 
-/// An aggregator running in this process.
+/// What a test starts from: names of its own, their topics on a broker (its bootstrap address),
+/// and a database of its own. [`setup`] makes one for a test that runs the aggregator its own
+/// way; [`spawn_app`] makes one and runs an aggregator on it. The fields' types differ: a
+/// pattern that mixes them up does not compile.
+pub struct Setup(pub Names, pub String, pub TestDb);
+
+/// A [`Setup`] on the run's broker, the calls topic with `partitions`.
+pub async fn setup(partitions: i32) -> Setup {
+    setup_on(&testkit::kafka::bootstrap(), partitions).await
+}
+
+/// A [`Setup`] on the broker at `bootstrap` (a test's own).
+pub async fn setup_on(bootstrap: &str, partitions: i32) -> Setup {
+    let names = Names::new();
+    create_topics(bootstrap, &names, partitions);
+    let db = TestDb::create().await;
+    Setup(names, bootstrap.to_string(), db)
+}
+
+/// A [`Setup`] with an aggregator running on it: `Spawned(names, bootstrap, db, app)`.
+pub struct Spawned(pub Names, pub String, pub TestDb, pub TestApp);
+
+/// An aggregator in this process on a fresh [`Setup`]: the run's broker, one partition for the
+/// calls, the arguments of [`args`]. Await it; the builder's methods vary it first.
+pub fn spawn_app() -> SpawnApp {
+    SpawnApp {
+        partitions: 1,
+        bootstrap: None,
+        args: Vec::new(),
+        trace: false,
+    }
+}
+
+/// How [`spawn_app`] sets the aggregator up.
+pub struct SpawnApp {
+    partitions: i32,
+    bootstrap: Option<String>,
+    args: Vec<String>,
+    trace: bool,
+}
+
+impl SpawnApp {
+    /// Partitions of the calls topic.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// The broker at `bootstrap` (a test's own) instead of the run's.
+    pub fn on(mut self, bootstrap: &str) -> Self {
+        self.bootstrap = Some(bootstrap.to_string());
+        self
+    }
+
+    /// Arguments after those of [`args`].
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.args.extend(args.map(String::from));
+        self
+    }
+
+    /// Continue the producers' traces found in message headers.
+    pub fn traced(mut self) -> Self {
+        self.trace = true;
+        self
+    }
+}
+
+impl IntoFuture for SpawnApp {
+    type Output = Spawned;
+    type IntoFuture = Pin<Box<dyn Future<Output = Spawned> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let bootstrap = self.bootstrap.unwrap_or_else(testkit::kafka::bootstrap);
+            let Setup(names, bootstrap, db) = setup_on(&bootstrap, self.partitions).await;
+            let mut args = args(&bootstrap, &db.url, &names);
+            args.extend(self.args);
+            let app = TestApp::spawn_with_trace(args, self.trace).await;
+            Spawned(names, bootstrap, db, app)
+        })
+    }
+}
+
+/// An aggregator running in this process; stopped (its token cancelled) when dropped, so that a
+/// test that panics does not hang in the runtime's teardown, waiting for its consume thread.
 pub struct TestApp {
     pub port: u16,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
+    _stop_on_drop: DropGuard,
 }
 
 impl TestApp {
@@ -217,6 +296,7 @@ impl TestApp {
         let handle = tokio::spawn(app.run_until_stopped(shutdown.clone(), trace));
         Self {
             port,
+            _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             handle,
         }
@@ -229,10 +309,11 @@ impl TestApp {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    /// Samples of `name` (with labels) from `/metrics`.
+    /// The value of the series `name{label="value",...}` selects on `/metrics`; 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
-        metric_value(&body, name).unwrap_or(0.0)
+        let scrape = testkit::prom::parse(&body).unwrap();
+        scrape.value(name).unwrap_or(0.0)
     }
 
     /// Waits (bounded) for `name` to reach `value`.
@@ -270,15 +351,6 @@ impl TestApp {
             .unwrap()
             .unwrap();
     }
-}
-
-/// The value of the sample whose name-with-labels is exactly `name`.
-pub fn metric_value(body: &str, name: &str) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.rsplit_once(' ')
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.parse().unwrap())
-    })
 }
 
 /// What a produced stream adds up to.

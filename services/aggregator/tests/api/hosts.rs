@@ -4,10 +4,7 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_the_dlq() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 2);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().partitions(2).await;
 
     let hosts = produce_host_samples(&bootstrap, &names.hosts, 600, 7);
     let calls = produce_calls(&bootstrap, &names.calls, 1_000, 7);
@@ -111,10 +108,7 @@ async fn host_samples_land_once_in_both_tables_beside_calls_and_bad_ones_go_to_t
 /// all, the same sample arrives as two messages. It is stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_sample_carried_by_several_messages_is_stored_once() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 2);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().partitions(2).await;
 
     let window = (chrono::Utc::now().timestamp() / 60 - 2) * 60;
     let sample = |host: &str, millis: i64, value: f64| {

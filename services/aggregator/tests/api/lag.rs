@@ -18,14 +18,9 @@ async fn calls_lag(app: &TestApp, topic: &str, partitions: i32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_produced_while_no_aggregator_runs_read_as_lag_on_start_then_drain_to_zero() {
     const N: usize = 4_000;
-    let names = Names::new();
-    let bootstrap = broker(&names, 3);
-    let db = TestDb::create().await;
+    let Spawned(names, bootstrap, db, first) = spawn_app().partitions(3).await;
     // A first run creates the schema, stores nothing (there is nothing yet), and stops.
-    TestApp::spawn(args(&bootstrap, &db.url, &names))
-        .await
-        .stop()
-        .await;
+    first.stop().await;
 
     let expected = produce_calls(&bootstrap, &names.calls, N, 61);
     // Hold every flush at the offset fence, so the backlog stays put while it is measured.

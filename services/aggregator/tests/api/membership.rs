@@ -23,9 +23,7 @@ const REBALANCES: &str = "aggregator_rebalances_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_static_member_gets_its_partitions_back_and_the_other_keeps_its_own() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 6);
-    let db = TestDb::create().await;
+    let Setup(names, bootstrap, db) = setup(6).await;
     let a = member(&bootstrap, &db, &names, "a");
     let b = member(&bootstrap, &db, &names, "b");
     let total = consumed_partitions(6);

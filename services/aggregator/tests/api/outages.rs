@@ -92,9 +92,7 @@ struct Proxied {
 
 impl Proxied {
     async fn start(partitions: i32, calls: usize, seed: u64) -> Self {
-        let names = Names::new();
-        let bootstrap = broker(&names, partitions);
-        let db = TestDb::create().await;
+        let Setup(names, bootstrap, db) = setup(partitions).await;
         let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
         let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
         assert_ne!(
@@ -168,13 +166,9 @@ async fn a_postgres_outage_drops_health_and_loses_nothing_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_outage_makes_readyz_503_until_the_broker_returns() {
-    let names = Names::new();
     // A broker of this test's own: it is killed, then restarted on the same data.
     let kafka = testkit::broker::Broker::start(Default::default());
-    let bootstrap = kafka.bootstrap();
-    create_topics(&bootstrap, &names, 1);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().on(&kafka.bootstrap()).await;
     wait_until(&app, "ready", Duration::from_secs(30), |h, r| {
         h == 1.0 && r == 200
     })

@@ -49,7 +49,8 @@ async fn tls_connections(db: &TestDb) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_with_the_ca_connects_and_a_wrong_ca_or_host_name_is_one_clear_line() {
     let ca = server_ca();
-    let other_ca = Ca::new("not the server's CA").write_pem(&testkit::temp_dir("pg-ca"), "ca");
+    let pg_ca = testkit::TempDir::new("pg-ca");
+    let other_ca = Ca::new("not the server's CA").write_pem(pg_ca.path(), "ca");
     let other_ca = other_ca.display().to_string();
 
     // verify-full, the server's CA, the name in its certificate: ready, encrypted.
@@ -58,9 +59,7 @@ async fn verify_full_with_the_ca_connects_and_a_wrong_ca_or_host_name_is_one_cle
         // require: encrypted, nothing verified (no CA given).
         "sslmode=require".to_string(),
     ] {
-        let names = Names::new();
-        let bootstrap = broker(&names, 1);
-        let db = TestDb::create().await;
+        let Setup(names, bootstrap, db) = setup(1).await;
         let service = aggregator(&names, &db, &bootstrap, url(&db, "localhost", &params));
         service.wait_metric("health_status", Duration::from_secs(30), |v| v == 1.0);
         assert_eq!(
@@ -92,9 +91,7 @@ async fn verify_full_with_the_ca_connects_and_a_wrong_ca_or_host_name_is_one_cle
     ];
     let mut refused = Vec::new();
     for (case, host, root, cause) in cases {
-        let names = Names::new();
-        let bootstrap = broker(&names, 1);
-        let db = TestDb::create().await;
+        let Setup(names, bootstrap, db) = setup(1).await;
         let params = format!("sslmode=verify-full&sslrootcert={root}");
         let service = aggregator(&names, &db, &bootstrap, url(&db, host, &params));
         refused.push((case, cause, service, db));

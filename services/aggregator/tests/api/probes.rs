@@ -38,10 +38,7 @@ fn result(url: &str, time: DateTime<Utc>, outcome: ProbeOutcome, total: f64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_results_land_once_raw_and_per_window_and_bad_ones_go_to_the_dlq() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn(args(&bootstrap, &db.url, &names)).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().await;
 
     let window = (Utc::now().timestamp() / 60 - 2) * 60;
     let at = |s: i64| DateTime::from_timestamp(window + s, 0).unwrap();

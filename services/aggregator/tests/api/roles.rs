@@ -38,9 +38,7 @@ async fn refused(client: &tokio_postgres::Client, who: &str, statements: &[&str]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_stores_but_cannot_change_the_schema_and_the_reader_only_reads() {
-    let names = Names::new();
-    let bootstrap = broker(&names, 2);
-    let db = TestDb::create().await;
+    let Setup(names, bootstrap, db) = setup(2).await;
     let admin = connect(&admin_url()).await;
     // The group roles, as a superuser or deploy/postgres/roles.sh makes them (other tests of
     // the run may make them at the same moment).

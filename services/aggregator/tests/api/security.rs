@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use testkit::TempDir;
 use testkit::broker::{Broker, Options, free_port};
 use testkit::service::{Service, http_post};
 use testkit::tls::Ca;
 
 use crate::fleet::{Fleet, Produced, stored};
-use crate::helpers::{Names, TestDb, create_topics};
+use crate::helpers::{Names, Setup, TestDb, create_topics, setup_on};
 
 const USER: &str = "fleet";
 const PASSWORD: &str = "fleet-secret";
@@ -23,16 +24,18 @@ struct SecureBroker {
     ca_file: String,
     /// A CA that did not sign the broker's certificate.
     other_ca_file: String,
+    /// The certificates and the keystore.
+    _dir: TempDir,
 }
 
 fn secure_broker() -> SecureBroker {
-    let dir = testkit::temp_dir("tls");
+    let dir = TempDir::new("tls");
     let ca = Ca::new("fleet test CA");
     let keystore =
         ca.issue_server("kafka")
-            .write_pkcs12(&ca, &dir, "broker.p12", "keystore-secret");
-    let ca_file = ca.write_pem(&dir, "ca.pem");
-    let other_ca_file = Ca::new("someone else's CA").write_pem(&dir, "other-ca.pem");
+            .write_pkcs12(&ca, dir.path(), "broker.p12", "keystore-secret");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let other_ca_file = Ca::new("someone else's CA").write_pem(dir.path(), "other-ca.pem");
     let (ssl, sasl) = (free_port(), free_port());
     let properties = format!(
         "ssl.keystore.type=PKCS12\n\
@@ -55,6 +58,7 @@ fn secure_broker() -> SecureBroker {
         sasl,
         ca_file: ca_file.display().to_string(),
         other_ca_file: other_ca_file.display().to_string(),
+        _dir: dir,
     }
 }
 
@@ -86,10 +90,8 @@ impl SecureBroker {
 /// check results are stored, stops the producers, and checks PostgreSQL holds exactly what
 /// the topics hold.
 async fn pipeline_is_exact(broker: &SecureBroker, kafka: &[(&str, String)]) {
-    let names = Names::new();
     let plain = broker.broker.bootstrap();
-    create_topics(&plain, &names, 3);
-    let db = TestDb::create().await;
+    let Setup(names, _, db) = setup_on(&plain, 3).await;
     let fleet = Fleet::start(&names, &db, kafka, Some(3_000));
     let exit = fleet.simulator.wait_exit(Duration::from_secs(60));
     assert!(exit.success(), "{}", fleet.simulator.log_text());
@@ -148,9 +150,7 @@ async fn a_refused_client_stays_up_unready_and_says_why_once() {
     ];
     let mut fleets = Vec::new();
     for (case, kafka, cause) in &cases {
-        let names = Names::new();
-        create_topics(&broker.broker.bootstrap(), &names, 1);
-        let db = TestDb::create().await;
+        let Setup(names, _, db) = setup_on(&broker.broker.bootstrap(), 1).await;
         fleets.push((case, Fleet::start(&names, &db, kafka, None), cause, db));
     }
     // librdkafka retries a refused connection with a backoff that grows to 10 s: 20 s hold
@@ -194,9 +194,7 @@ async fn no_secret_reaches_a_log_line_a_metric_or_an_error_line() {
     const TOKEN: &str = "webhook-secret-7f3a2b81c4";
     const WRONG_PASSWORD: &str = "wrong-secret-b61e0a";
     let broker = secure_broker();
-    let names = Names::new();
-    create_topics(&broker.broker.bootstrap(), &names, 3);
-    let db = TestDb::create().await;
+    let Setup(names, _, db) = setup_on(&broker.broker.bootstrap(), 3).await;
     // The test server trusts 127.0.0.1: the password is carried, not checked, which is all a
     // leak needs.
     let db = TestDb {

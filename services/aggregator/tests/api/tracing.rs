@@ -34,10 +34,7 @@ async fn the_producers_trace_continues_through_aggregate_and_flush() {
     // nextest runs every test in its own process: this subscriber is this test's alone.
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let names = Names::new();
-    let bootstrap = broker(&names, 1);
-    let db = TestDb::create().await;
-    let app = TestApp::spawn_with_trace(args(&bootstrap, &db.url, &names), true).await;
+    let Spawned(names, bootstrap, db, app) = spawn_app().traced().await;
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)

@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use testkit::prom::Scrape;
 use tokio_util::sync::CancellationToken;
 use web_prober::config::Config;
 use web_prober::{Application, NoReloadSignal};
@@ -24,19 +25,16 @@ async fn metrics(port: u16) -> String {
         .unwrap()
 }
 
-fn sample(body: &str, name: &str) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.rsplit_once(' ')
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.parse().unwrap())
-    })
+/// `/metrics`, parsed.
+async fn scrape(port: u16) -> Scrape {
+    testkit::prom::parse(&metrics(port).await).unwrap()
 }
 
-async fn wait_for(port: u16, what: &str, ok: impl Fn(&str) -> bool) {
+async fn wait_for(port: u16, what: &str, ok: impl Fn(&Scrape) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = metrics(port).await;
-        if ok(&body) {
+        if ok(&testkit::prom::parse(&body).unwrap()) {
             return;
         }
         assert!(Instant::now() < deadline, "{what}:\n{body}");
@@ -62,9 +60,8 @@ async fn a_hanging_target_never_delays_the_others_and_edits_apply_while_running(
         server.url("http", "/gone"),
         server.url("http", "/new"),
     );
-    let dir = std::env::temp_dir().join(format!("prober-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("targets.yaml");
+    let dir = testkit::TempDir::new("prober");
+    let file = dir.path().join("targets.yaml");
     let write = |targets: &[&str]| {
         let mut yaml =
             String::from("defaults:\n  interval_secs: 0.2\n  timeout_secs: 0.5\ntargets:\n");
@@ -100,51 +97,48 @@ async fn a_hanging_target_never_delays_the_others_and_edits_apply_while_running(
     let run = tokio::spawn(app.run_until_stopped(shutdown.clone(), NoReloadSignal));
 
     let success = |t: &str| format!(r#"web_prober_target_success{{target="{t}"}}"#);
-    wait_for(port, "first checks", |b| {
-        sample(b, &success(&fast)) == Some(1.0) && sample(b, &success(&gone)) == Some(0.0)
+    wait_for(port, "first checks", |s| {
+        s.value(&success(&fast)) == Some(1.0) && s.value(&success(&gone)) == Some(0.0)
     })
     .await;
     // With two permits and one taken by the hanging target half of the time, the fast target
     // still gets checked about every 0.2 s.
-    let ok_before = sample(
-        &metrics(port).await,
-        r#"web_prober_checks_total{result="ok"}"#,
-    )
-    .unwrap();
+    let ok = r#"web_prober_checks_total{result="ok"}"#;
+    let ok_before = scrape(port).await.value(ok).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let body = metrics(port).await;
-    let ok_after = sample(&body, r#"web_prober_checks_total{result="ok"}"#).unwrap();
+    let after = scrape(port).await;
+    let ok_after = after.value(ok).unwrap();
     assert!(ok_after - ok_before >= 7.0, "{ok_before} -> {ok_after}");
-    assert!(sample(&body, r#"web_prober_checks_total{result="timeout"}"#).unwrap() >= 2.0);
+    assert!(
+        after
+            .value(r#"web_prober_checks_total{result="timeout"}"#)
+            .unwrap()
+            >= 2.0
+    );
     assert_eq!(
-        sample(
-            &body,
-            &format!(r#"web_prober_target_status_code{{target="{gone}"}}"#)
-        ),
+        after.value(&format!(
+            r#"web_prober_target_status_code{{target="{gone}"}}"#
+        )),
         Some(404.0)
     );
-    assert_eq!(sample(&body, "web_prober_targets"), Some(3.0));
+    assert_eq!(after.value("web_prober_targets"), Some(3.0));
 
     // Edited while running: one target leaves, one arrives.
     write(&[&fast, &hang, &new]);
-    wait_for(port, "reloaded", |b| {
-        sample(b, &success(&new)) == Some(1.0) && sample(b, &success(&gone)).is_none()
+    wait_for(port, "reloaded", |s| {
+        s.value(&success(&new)) == Some(1.0) && s.value(&success(&gone)).is_none()
     })
     .await;
     // A broken file keeps the running targets and says so.
     std::fs::write(&file, "targets:\n  - url: not a url\n").unwrap();
-    wait_for(port, "rejected", |b| {
-        sample(b, "web_prober_config_last_reload_successful") == Some(0.0)
-            && sample(b, "health_status") == Some(0.0)
+    wait_for(port, "rejected", |s| {
+        s.value("web_prober_config_last_reload_successful") == Some(0.0)
+            && s.value("health_status") == Some(0.0)
     })
     .await;
-    let before = sample(
-        &metrics(port).await,
-        r#"web_prober_checks_total{result="ok"}"#,
-    )
-    .unwrap();
-    wait_for(port, "still checking", |b| {
-        sample(b, r#"web_prober_checks_total{result="ok"}"#).unwrap() > before + 2.0
+    let before = scrape(port).await.value(ok).unwrap();
+    wait_for(port, "still checking", |s| {
+        s.value(ok).unwrap() > before + 2.0
     })
     .await;
 
@@ -154,7 +148,6 @@ async fn a_hanging_target_never_delays_the_others_and_edits_apply_while_running(
         .expect("stops within 10 s")
         .unwrap()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 
     // Every result is on the topic, keyed by its URL.
     let consumer: BaseConsumer = ClientConfig::new()
