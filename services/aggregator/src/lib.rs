@@ -17,7 +17,8 @@
 //!   transaction, the alerts table.
 //! - [`flush`] — one flush job: dead letters, then the transaction, with retries;
 //!   [`alerts`] — `POST /alerts`, Alertmanager's webhook, into table `alerts`.
-//! - [`consumer`] — the consume loop: rebalances, offset bookkeeping, ingest, the commit.
+//! - [`consumer`] — the consume loop: rebalances, offset bookkeeping, ingest, the commit;
+//!   [`upkeep`] — the migrations retried, the PostgreSQL ping, the sources' maintenance.
 //! - This file: building and running the whole.
 
 pub mod alerts;
@@ -33,15 +34,14 @@ pub mod rules;
 pub mod sources;
 pub mod store;
 pub mod topics;
+pub mod upkeep;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use fleet::health::Health;
 use fleet::http::Endpoint;
 use fleet::kafka::AsyncProducer;
-use fleet::retry::Backoff;
 use fleet::service::Runner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +51,6 @@ use crate::config::Config;
 use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
 use crate::flush::{AttemptError, Flusher, POSTGRES_CHECK};
 use crate::metrics::{LabelSets, Metrics};
-use crate::part::{MAINTENANCE_EVERY, Maintenance};
 use crate::rules::Rules;
 use crate::sources::Source;
 use crate::store::{AlertStatus, Store, Stored};
@@ -148,12 +147,12 @@ impl Application {
         let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;
         let (pinged, watched) = (store.clone(), health.clone());
         runner.spawn("postgres ping", move |stop| {
-            ping_postgres(pinged, watched, stop)
+            upkeep::ping_postgres(pinged, watched, stop)
         });
         let lateness = Duration::from_secs(config.agg_max_lateness_secs);
         let maintained = store.clone();
         runner.spawn("source maintenance", move |stop| {
-            maintain_sources(maintained, lateness, stop)
+            upkeep::maintain_sources(maintained, lateness, stop)
         });
         let settings = loop_settings(&config, trace);
         let consume =
@@ -202,7 +201,7 @@ async fn open_store(
     metrics: &Metrics,
     runner: &Runner,
 ) -> anyhow::Result<Option<Store>> {
-    if !migrate_with_retry(&owner, &runner.health, &runner.shutdown).await {
+    if !upkeep::migrate_with_retry(&owner, &runner.health, &runner.shutdown).await {
         return Ok(None);
     }
     drop(owner);
@@ -281,36 +280,6 @@ fn create_consumer(
     Ok(consumer)
 }
 
-/// Applies migrations, retrying while PostgreSQL is unreachable. False if shutdown came first.
-async fn migrate_with_retry(pool: &Pool, health: &Health, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Backoff::new(Duration::from_secs(10));
-    // A refused certificate or password fails every attempt the same way: one warning per
-    // cause, the repeats at debug (the cause stays in /readyz).
-    let mut logged: Option<String> = None;
-    loop {
-        match store::migrate(pool).await {
-            Ok(_) => {
-                health.pass(POSTGRES_CHECK);
-                return true;
-            }
-            Err(err) => {
-                let cause = err.to_string();
-                health.fail(POSTGRES_CHECK, cause.clone());
-                if logged.as_deref() == Some(cause.as_str()) {
-                    tracing::debug!(%err, "cannot migrate the database yet, retrying");
-                } else {
-                    tracing::warn!(%err, "cannot migrate the database yet, retrying");
-                    logged = Some(cause);
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return false,
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-    }
-}
-
 /// The closed sets of label values, from the modules that own them.
 fn label_sets(topics: &Topics) -> LabelSets<'_> {
     let parts = Source::ALL.map(Source::part);
@@ -323,55 +292,5 @@ fn label_sets(topics: &Topics) -> LabelSets<'_> {
             .collect(),
         alert_statuses: AlertStatus::ALL.map(AlertStatus::as_str).into(),
         alert_refusals: Refusal::ALL.map(Refusal::as_str).into(),
-    }
-}
-
-/// Runs every source's [`Part::maintain`](crate::part::Part::maintain) every
-/// [`MAINTENANCE_EVERY`], outside the flushes; a failed round is logged and tried again at
-/// the next.
-async fn maintain_sources(store: Store, max_lateness: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        for source in Source::ALL {
-            let part = source.part();
-            let cx = Maintenance {
-                pool: store.pool(),
-                now: chrono::Utc::now(),
-                max_lateness,
-            };
-            // A stop does not wait for a database that stopped answering.
-            let done = tokio::select! {
-                () = shutdown.cancelled() => return,
-                done = part.maintain(&cx) => done,
-            };
-            if let Err(err) = done {
-                tracing::warn!(%err, ?source, "source maintenance failed (retried later)");
-            }
-        }
-    }
-}
-
-/// Keeps the `postgres` check true to reality while there is nothing to flush.
-async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        // A stop does not wait for a database that stopped answering.
-        let pinged = tokio::select! {
-            () = shutdown.cancelled() => return,
-            pinged = tokio::time::timeout(Duration::from_secs(4), store.ping()) => pinged,
-        };
-        match pinged {
-            Ok(Ok(())) => health.pass(POSTGRES_CHECK),
-            Ok(Err(err)) => health.fail(POSTGRES_CHECK, err.to_string()),
-            Err(_) => health.fail(POSTGRES_CHECK, "ping timed out"),
-        }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`offsets`]: where each assigned partition stands, one owner for the callbacks and the loop;
 //! - [`commit`]: the flush in flight, and settling it when it lands;
 //! - [`ingest`]: message → its source's decoder → the batch being built;
+//! - [`pending`]: partitions whose stored offset is not known: rewinding to it, reading it again;
 //! - [`fetch`] and [`routes`]: the queue assigned partitions' messages are read from in
 //!   batches, and which partitions are routed to it; [`topics`]: librdkafka's partition lists;
 //! - this module: the loop that reads, and schedules flushes: every flush interval under light
@@ -22,7 +23,6 @@
 //! [`crate::store`] for the fence. Kafka's own committed offsets are written after each flush
 //! only so that lag tools see progress.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ mod context;
 mod fetch;
 mod ingest;
 mod offsets;
+mod pending;
 mod rebalance;
 mod routes;
 mod topics;
@@ -50,7 +51,6 @@ pub use context::AggregatorContext;
 use fetch::FetchQueue;
 use ingest::Ingestor;
 use offsets::Positions;
-use rebalance::OFFSETS_READ_WAIT;
 
 /// Messages taken per poll burst before the loop looks at flushes and health again.
 const BURST: usize = 4096;
@@ -352,73 +352,6 @@ impl ConsumeLoop {
                 tracing::warn!(%failure, "flush not committed: rewinding to the stored offsets");
                 self.rewind();
             }
-        }
-    }
-
-    /// Drops unflushed data, and makes every assigned partition pending: paused until its
-    /// stored offset is read again and the partition sought there.
-    fn rewind(&mut self) {
-        self.ingest.drop_batch();
-        let assigned = self.context().positions().update(|p| {
-            let assigned = p.assigned();
-            p.assign_pending(assigned.iter().copied());
-            assigned
-        });
-        let list = self
-            .context()
-            .list(assigned.into_iter().map(|tp| (tp, Offset::Invalid)));
-        if let Err(err) = self.consumer.pause(&list) {
-            tracing::warn!(%err, "pause failed (their messages are dropped meanwhile)");
-        }
-        self.pending_retry = (Instant::now(), Backoff::new(PENDING_RETRY_MAX));
-        self.resolve_pending();
-    }
-
-    /// Reads the stored offsets of the pending partitions (when due), seeks them there and
-    /// resumes them. A partition whose seek failed stays pending: resumed, it would read on
-    /// from wherever it stood.
-    fn resolve_pending(&mut self) {
-        if !self.context().positions().any_pending() || Instant::now() < self.pending_retry.0 {
-            return;
-        }
-        if self.shutdown.is_cancelled() {
-            return; // at a stop, they are not read again: the loop is leaving
-        }
-        let pending: Vec<Tp> =
-            (self.context().positions()).read(|p| p.pending().iter().copied().collect());
-        let stored = match self.context().stored_offsets(&pending, OFFSETS_READ_WAIT) {
-            Ok(stored) => stored,
-            Err(err) => {
-                tracing::warn!(%err, "cannot read stored offsets yet, retrying");
-                self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
-                return;
-            }
-        };
-        let sought: HashMap<Tp, i64> = stored
-            .into_iter()
-            .filter(|(tp, next)| self.context().seek(&self.consumer, *tp, *next))
-            .collect();
-        self.context().positions().update(|p| p.assign(&sought));
-        let failed = pending.len() - sought.len();
-        if !sought.is_empty() {
-            tracing::info!(
-                ?sought,
-                failed,
-                "stored offsets read: partitions resume from them"
-            );
-        }
-        if !self.paused {
-            let list = self
-                .context()
-                .list(sought.keys().map(|tp| (*tp, Offset::Invalid)));
-            if let Err(err) = self.consumer.resume(&list) {
-                tracing::warn!(%err, "resume failed");
-            }
-        }
-        if failed > 0 {
-            self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
-        } else {
-            self.pending_retry.1.reset();
         }
     }
 

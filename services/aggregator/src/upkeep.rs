@@ -1,0 +1,100 @@
+//! The work on PostgreSQL beside the consume loop, each a task of the service runner that a
+//! stop ends at once: the migrations at start, retried while PostgreSQL is unreachable; the
+//! ping that keeps the `postgres` check true while there is nothing to flush; every source's
+//! periodic maintenance.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use fleet::health::Health;
+use fleet::retry::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::flush::POSTGRES_CHECK;
+use crate::part::{MAINTENANCE_EVERY, Maintenance};
+use crate::sources::Source;
+use crate::store::{self, Store};
+
+/// Applies migrations, retrying while PostgreSQL is unreachable. False if shutdown came first.
+pub async fn migrate_with_retry(
+    pool: &Pool,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    // A refused certificate or password fails every attempt the same way: one warning per
+    // cause, the repeats at debug (the cause stays in /readyz).
+    let mut logged: Option<String> = None;
+    loop {
+        match store::migrate(pool).await {
+            Ok(_) => {
+                health.pass(POSTGRES_CHECK);
+                return true;
+            }
+            Err(err) => {
+                let cause = err.to_string();
+                health.fail(POSTGRES_CHECK, cause.clone());
+                if logged.as_deref() == Some(cause.as_str()) {
+                    tracing::debug!(%err, "cannot migrate the database yet, retrying");
+                } else {
+                    tracing::warn!(%err, "cannot migrate the database yet, retrying");
+                    logged = Some(cause);
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Runs every source's [`Part::maintain`](crate::part::Part::maintain) every
+/// [`MAINTENANCE_EVERY`], outside the flushes; a failed round is logged and tried again at
+/// the next.
+pub async fn maintain_sources(store: Store, max_lateness: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for source in Source::ALL {
+            let part = source.part();
+            let cx = Maintenance {
+                pool: store.pool(),
+                now: chrono::Utc::now(),
+                max_lateness,
+            };
+            // A stop does not wait for a database that stopped answering.
+            let done = tokio::select! {
+                () = shutdown.cancelled() => return,
+                done = part.maintain(&cx) => done,
+            };
+            if let Err(err) = done {
+                tracing::warn!(%err, ?source, "source maintenance failed (retried later)");
+            }
+        }
+    }
+}
+
+/// Keeps the `postgres` check true to reality while there is nothing to flush.
+pub async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // A stop does not wait for a database that stopped answering.
+        let pinged = tokio::select! {
+            () = shutdown.cancelled() => return,
+            pinged = tokio::time::timeout(Duration::from_secs(4), store.ping()) => pinged,
+        };
+        match pinged {
+            Ok(Ok(())) => health.pass(POSTGRES_CHECK),
+            Ok(Err(err)) => health.fail(POSTGRES_CHECK, err.to_string()),
+            Err(_) => health.fail(POSTGRES_CHECK, "ping timed out"),
+        }
+    }
+}
