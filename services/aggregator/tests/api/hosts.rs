@@ -170,3 +170,45 @@ async fn a_host_sample_carried_by_several_messages_is_stored_once() {
     assert_eq!(app.metric("aggregator_host_samples_total").await, 3.0);
     app.stop().await;
 }
+
+/// The hosts source's own maintenance hook, as the core calls it every 10 minutes: it forgets
+/// the stored sample keys a re-sent copy could no longer match (older than the lateness limit
+/// and an hour), and keeps the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_forgets_only_the_sample_keys_too_old_to_match() {
+    use aggregator::part::Maintenance;
+    use aggregator::sources::Source;
+
+    let db = TestDb::create().await;
+    let pool = aggregator::store::connect_pool(&db.url, 1).unwrap();
+    aggregator::store::migrate(&pool).await.unwrap();
+    let now = chrono::Utc::now();
+    let lateness = Duration::from_secs(86_400);
+    // 1 day + 1 hour + a minute old: forgotten; 1 day + 59 minutes old: kept.
+    for (host, age_secs) in [("old", 86_400 + 3_660), ("recent", 86_400 + 3_540)] {
+        let time = now - chrono::Duration::seconds(age_secs);
+        db.client
+            .execute(
+                "INSERT INTO host_samples_seen (host, time) VALUES ($1, $2)",
+                &[&host, &time],
+            )
+            .await
+            .unwrap();
+    }
+    let cx = Maintenance {
+        pool: &pool,
+        now,
+        max_lateness: lateness,
+    };
+    for source in Source::ALL {
+        source.part().maintain(&cx).await.unwrap();
+    }
+    let kept: Vec<String> = (db.client)
+        .query("SELECT host FROM host_samples_seen ORDER BY host", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["recent"]);
+}
