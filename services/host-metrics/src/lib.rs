@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus::Registry;
 
+use crate::collect::mounts::MountList;
 use crate::collect::{Filters, Sampler, Setup};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -197,6 +198,7 @@ fn setup(config: &Config, host: &str) -> Setup {
     Setup {
         host: host.to_string(),
         root: config.host_root.clone(),
+        mounts: MountList::new(config.host_root.clone()),
         filters: Filters {
             net_include: config.net_interfaces_include.clone(),
             net_exclude: config.net_interfaces_exclude.clone(),

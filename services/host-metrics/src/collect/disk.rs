@@ -2,15 +2,13 @@
 //! rates from the second reading on.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use fleet::events::Unit;
 use prometheus::{IntCounterVec, Registry};
-use sysinfo::DiskRefreshKind;
 
 use super::counters::{Counters, Increase};
-use super::mounts::{self, Mount};
+use super::mounts::{Mount, MountList};
 use super::series::Present;
 use super::{Collector, Filters, Setup, Values};
 
@@ -43,9 +41,8 @@ const WRITTEN_BYTES: &str = "written_bytes";
 #[derive(Debug)]
 pub struct Disks {
     host: String,
-    root: PathBuf,
     filters: Filters,
-    disks: sysinfo::Disks,
+    mounts: MountList,
     counters: Counters,
     gauges: Gauges,
     present: Present<String>,
@@ -55,9 +52,8 @@ impl Disks {
     pub fn new(setup: &Setup, registry: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             host: setup.host.clone(),
-            root: setup.root.clone(),
             filters: setup.filters.clone(),
-            disks: sysinfo::Disks::new(),
+            mounts: setup.mounts.clone(),
             counters: Counters::default(),
             gauges: Gauges::register(registry)?,
             present: Present::default(),
@@ -93,9 +89,7 @@ impl Disks {
 
 impl Collector for Disks {
     fn collect(&mut self, time: DateTime<Utc>, out: &mut Values) {
-        let io = DiskRefreshKind::nothing().with_io_usage();
-        self.disks.refresh_specifics(true, io);
-        let disks = disks(&mounts::read(&self.disks, &self.root), &self.filters);
+        let disks = disks(&self.mounts.at(time), &self.filters);
         self.record(time, &disks, out);
     }
 }

@@ -1,14 +1,12 @@
 //! Space of every mounted filesystem, by its mount point on the host.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use fleet::events::Unit;
 use prometheus::{GaugeVec, Registry};
-use sysinfo::DiskRefreshKind;
 
-use super::mounts::{self, Mount};
+use super::mounts::{Mount, MountList};
 use super::series::Present;
 use super::{Collector, Filters, Setup, Values, percent};
 
@@ -36,9 +34,8 @@ pub struct Filesystem {
 #[derive(Debug)]
 pub struct Filesystems {
     host: String,
-    root: PathBuf,
     filters: Filters,
-    disks: sysinfo::Disks,
+    mounts: MountList,
     gauges: Gauges,
     /// `(mount point, type)` of the previous reading.
     present: Present<(String, String)>,
@@ -48,9 +45,8 @@ impl Filesystems {
     pub fn new(setup: &Setup, registry: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             host: setup.host.clone(),
-            root: setup.root.clone(),
             filters: setup.filters.clone(),
-            disks: sysinfo::Disks::new(),
+            mounts: setup.mounts.clone(),
             gauges: Gauges::register(registry)?,
             present: Present::default(),
         })
@@ -81,10 +77,8 @@ impl Filesystems {
 }
 
 impl Collector for Filesystems {
-    fn collect(&mut self, _time: DateTime<Utc>, out: &mut Values) {
-        let storage = DiskRefreshKind::nothing().with_storage();
-        self.disks.refresh_specifics(true, storage);
-        let filesystems = filesystems(&mounts::read(&self.disks, &self.root), &self.filters);
+    fn collect(&mut self, time: DateTime<Utc>, out: &mut Values) {
+        let filesystems = filesystems(&self.mounts.at(time), &self.filters);
         push_values(&filesystems, out);
         self.set_series(&filesystems);
     }

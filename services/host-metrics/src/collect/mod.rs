@@ -48,6 +48,8 @@ pub struct Setup {
     pub root: PathBuf,
     /// Which devices are reported.
     pub filters: Filters,
+    /// The mount list the `filesystem` and `disk` collectors share (read once per sample).
+    pub mounts: mounts::MountList,
 }
 
 /// Every collector, in the order its values appear in a sample. Adding a host value is a new

@@ -1,10 +1,53 @@
 //! The mount list, through `sysinfo` (`/proc/mounts`, then `statvfs` for space and
-//! `/proc/diskstats` for I/O, as asked): what the `filesystem` and `disk` collectors read.
+//! `/proc/diskstats` for I/O): what the `filesystem` and `disk` collectors read. One
+//! [`MountList`] serves both, read once per sample.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// One mounted filesystem, by its mount point on the host. A field its refresh did not ask
-/// for (space, or I/O) is 0.
+use chrono::{DateTime, Utc};
+use sysinfo::DiskRefreshKind;
+
+/// The mounts below the host's root, read at most once per sample time however many
+/// collectors ask (clones share the reading).
+#[derive(Debug, Clone)]
+pub struct MountList(Arc<Mutex<Reading>>);
+
+#[derive(Debug)]
+struct Reading {
+    disks: sysinfo::Disks,
+    root: PathBuf,
+    /// The sample time of `mounts`.
+    at: Option<DateTime<Utc>>,
+    mounts: Vec<Mount>,
+}
+
+impl MountList {
+    /// Nothing read yet; `root` is where the host's root filesystem is visible.
+    pub fn new(root: PathBuf) -> Self {
+        Self(Arc::new(Mutex::new(Reading {
+            disks: sysinfo::Disks::new(),
+            root,
+            at: None,
+            mounts: Vec::new(),
+        })))
+    }
+
+    /// The mounts for the sample taken at `time`: read (space and I/O in one refresh) by the
+    /// first collector that asks, reused by the others.
+    pub fn at(&self, time: DateTime<Utc>) -> Vec<Mount> {
+        let mut reading = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if reading.at != Some(time) {
+            let both = DiskRefreshKind::nothing().with_storage().with_io_usage();
+            reading.disks.refresh_specifics(true, both);
+            reading.mounts = read(&reading.disks, &reading.root);
+            reading.at = Some(time);
+        }
+        reading.mounts.clone()
+    }
+}
+
+/// One mounted filesystem, by its mount point on the host.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mount {
     /// The host's mount point (`HOST_ROOT` stripped).
@@ -21,7 +64,7 @@ pub struct Mount {
 
 /// The mounts of `disks` (as last refreshed) below `root`, in `sysinfo`'s order; the
 /// container's own mounts (outside `root`) are left out.
-pub fn read(disks: &sysinfo::Disks, root: &Path) -> Vec<Mount> {
+fn read(disks: &sysinfo::Disks, root: &Path) -> Vec<Mount> {
     let mounts = disks.list().iter().filter_map(|d| {
         let name = d.name().to_string_lossy();
         let usage = d.usage();

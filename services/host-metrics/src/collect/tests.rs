@@ -9,6 +9,7 @@ use super::*;
 use crate::collect::disk::DiskIo;
 use crate::collect::filesystem::Filesystem;
 use crate::collect::memory::MemInfo;
+use crate::collect::mounts::MountList;
 
 pub(crate) fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap()
@@ -20,6 +21,7 @@ pub(crate) fn setup() -> Setup {
         host: "h".into(),
         root: PathBuf::from("/"),
         filters: Filters::defaults(),
+        mounts: MountList::new(PathBuf::from("/")),
     }
 }
 
