@@ -154,33 +154,14 @@ impl Stack {
     /// Runs a script of the repository (`scripts/local-up.sh`) with the stack's settings;
     /// its output goes to the test's.
     pub fn script(&self, path: &str, args: &[&str]) -> anyhow::Result<()> {
-        let status = self
-            .command(path)
-            .args(args)
-            .status()
-            .with_context(|| format!("run {path}"))?;
-        anyhow::ensure!(
-            status.success(),
-            "{path} {} failed: {status}",
-            args.join(" ")
-        );
-        Ok(())
+        run_script(self.command(path), path, args)
     }
 
     /// As [`Stack::script`], its standard output dropped (errors still show).
     pub fn script_quiet(&self, path: &str, args: &[&str]) -> anyhow::Result<()> {
-        let status = self
-            .command(path)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .with_context(|| format!("run {path}"))?;
-        anyhow::ensure!(
-            status.success(),
-            "{path} {} failed: {status}",
-            args.join(" ")
-        );
-        Ok(())
+        let mut command = self.command(path);
+        command.stdout(std::process::Stdio::null());
+        run_script(command, path, args)
     }
 
     /// `scripts/local-up.sh` with a fresh database; from here on, dropping `self` stops it.
@@ -330,6 +311,17 @@ impl Stack {
             }
         }
     }
+}
+
+/// Runs `command` (the script at `path`) with `args`; an error unless it exits 0.
+fn run_script(mut command: Command, path: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = (command.args(args).status()).with_context(|| format!("run {path}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "{path} {} failed: {status}",
+        args.join(" ")
+    );
+    Ok(())
 }
 
 impl Drop for Stack {
