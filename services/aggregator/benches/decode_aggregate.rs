@@ -20,7 +20,7 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
     };
     // What the consume loop does per message: its fence, then the source's decoder into the batch.
     let cx = Ingest {
-        rules: &rules,
+        rules,
         max_message_bytes: 65_536,
         max_lateness_ms: 86_400_000,
         now_ms,

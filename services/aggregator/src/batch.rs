@@ -2,9 +2,15 @@
 //! (see [`crate::sources`]), the dead letters, and how far each partition got. A flush writes
 //! the whole batch in one transaction, so a batch is the unit of exactly-once.
 
+use std::ops::Range;
+
 use crate::decode::Invalid;
 use crate::part::{Ingest, Message, Part};
 use crate::sources::Source;
+
+mod journal;
+
+use journal::Journal;
 
 /// Rough per-entry overhead of a dead letter for the memory budget.
 const DEAD_LETTER_OVERHEAD: usize = 128;
@@ -16,6 +22,8 @@ pub struct DeadLetter {
     pub partition: i32,
     pub offset: i64,
     pub reason: Invalid,
+    /// The SQLSTATE of PostgreSQL's refusal, for [`Invalid::RejectedByDatabase`].
+    pub sqlstate: Option<String>,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
@@ -38,6 +46,8 @@ pub struct Batch {
     pub dead_letters: Vec<DeadLetter>,
     pub progress: Vec<Progress>,
     dead_letter_bytes: usize,
+    /// Every message recorded, for [`Batch::replay`].
+    journal: Journal,
 }
 
 impl Default for Batch {
@@ -47,6 +57,7 @@ impl Default for Batch {
             dead_letters: Vec::new(),
             progress: Vec::new(),
             dead_letter_bytes: 0,
+            journal: Journal::default(),
         }
     }
 }
@@ -58,8 +69,13 @@ impl Batch {
         &mut self,
         source: Source,
         message: &Message<'_>,
-        cx: &Ingest<'_>,
+        cx: &Ingest,
     ) -> Result<(), Invalid> {
+        self.journal.push(source, message, cx);
+        self.fold(source, message, cx)
+    }
+
+    fn fold(&mut self, source: Source, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
         let reason = match self.parts[source as usize].record(message, cx) {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
@@ -69,6 +85,7 @@ impl Batch {
             partition: message.partition,
             offset: message.offset,
             reason,
+            sqlstate: None,
             key: message.key.map(<[u8]>::to_vec),
             payload: message.payload.map(<[u8]>::to_vec),
         });
@@ -127,7 +144,49 @@ impl Batch {
 
     /// Approximate heap held by the batch, for the memory budget.
     pub fn approx_bytes(&self) -> usize {
-        self.parts().map(|(_, p)| p.approx_bytes()).sum::<usize>() + self.dead_letter_bytes
+        self.parts().map(|(_, p)| p.approx_bytes()).sum::<usize>()
+            + self.dead_letter_bytes
+            + self.journal.approx_bytes()
+    }
+
+    /// Messages recorded, valid or not, in the order they were read.
+    pub fn recorded(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// A batch of the recorded messages `range`, recorded again as they were read (same
+    /// judgement time, so the same verdicts), its fences taken from `expected`. Read in order,
+    /// the messages of a range are a contiguous run of each partition they touch, so
+    /// consecutive ranges commit one after the other like consecutive batches.
+    ///
+    /// `refused`: record them instead as dead letters PostgreSQL refused with that SQLSTATE.
+    pub fn replay(
+        &self,
+        range: Range<usize>,
+        expected: impl Fn(Source, i32) -> i64,
+        refused: Option<&str>,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        for (source, message, cx) in self.journal.entries(range) {
+            batch.advance(source, message.partition, message.offset, || {
+                expected(source, message.partition)
+            });
+            match refused {
+                None => {
+                    let _ = batch.fold(source, &message, &cx);
+                }
+                Some(sqlstate) => batch.record_dead_letter(DeadLetter {
+                    source,
+                    partition: message.partition,
+                    offset: message.offset,
+                    reason: Invalid::RejectedByDatabase,
+                    sqlstate: Some(sqlstate.to_string()),
+                    key: message.key.map(<[u8]>::to_vec),
+                    payload: message.payload.map(<[u8]>::to_vec),
+                }),
+            }
+        }
+        batch
     }
 }
 

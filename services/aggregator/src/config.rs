@@ -7,6 +7,7 @@ use fleet::config::CommonArgs;
 use fleet::events::topics;
 
 use crate::sources::TopicSettings;
+use crate::store::{FlushLimits, Timeouts};
 use crate::topics::Topics;
 
 /// Consumes the call stream, aggregates it in event-time windows and persists it to
@@ -65,6 +66,48 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(2..=256))]
     pub db_pool_size: u16,
 
+    /// Longest wait to open a PostgreSQL connection (TCP, TLS, authentication), in seconds;
+    /// a `connect_timeout` in the URL wins.
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_SECS", default_value_t = Timeouts::DEFAULT.connect.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub db_connect_timeout_secs: u64,
+
+    /// Longest wait for a free connection of the pool, in seconds.
+    #[arg(long, env = "DB_POOL_WAIT_SECS", default_value_t = Timeouts::DEFAULT.pool_wait.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub db_pool_wait_secs: u64,
+
+    /// Idle seconds before TCP keepalive probes start on a PostgreSQL connection (probes every
+    /// third of it; three missed close it).
+    #[arg(long, env = "DB_KEEPALIVE_IDLE_SECS", default_value_t = Timeouts::DEFAULT.keepalive_idle.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub db_keepalive_idle_secs: u64,
+
+    /// Seconds sent data may stay unacknowledged before the kernel closes a PostgreSQL
+    /// connection (`tcp_user_timeout`); a value in the URL wins.
+    #[arg(long, env = "DB_TCP_USER_TIMEOUT_SECS", default_value_t = Timeouts::DEFAULT.tcp_user_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub db_tcp_user_timeout_secs: u64,
+
+    /// Longest a flush may wait for a lock held by someone else (`lock_timeout`), in
+    /// milliseconds; past it the attempt fails and is retried.
+    #[arg(long, env = "DB_LOCK_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub db_lock_timeout_ms: u64,
+
+    /// Deadline of one flush attempt, in seconds (also its `statement_timeout`): past it the
+    /// attempt is cancelled, its connection discarded, and the flush retried.
+    #[arg(long, env = "AGG_FLUSH_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub agg_flush_timeout_secs: u64,
+
+    /// Largest dead letter sent, in bytes (the dead-letter producer's `message.max.bytes`;
+    /// keep it within the topic's `max.message.bytes`). A larger invalid message is cut to
+    /// fit, its headers saying so.
+    #[arg(long, env = "DLQ_MAX_MESSAGE_BYTES", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u32).range(16_384..=1_000_000_000))]
+    pub dlq_max_message_bytes: u32,
+
     /// Length of the tumbling event-time windows, in seconds.
     #[arg(long, env = "AGG_WINDOW_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
@@ -101,6 +144,29 @@ impl Config {
     /// The consumed topics; an error names the clash when two are the same.
     pub fn topics(&self) -> Result<Topics, String> {
         Topics::new(self.topics.names())
+    }
+
+    /// How long the connection pool waits.
+    pub fn db_timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(self.db_connect_timeout_secs),
+            pool_wait: Duration::from_secs(self.db_pool_wait_secs),
+            keepalive_idle: Duration::from_secs(self.db_keepalive_idle_secs),
+            tcp_user_timeout: Duration::from_secs(self.db_tcp_user_timeout_secs),
+        }
+    }
+
+    /// The server-side limits of a flush.
+    pub fn flush_limits(&self) -> FlushLimits {
+        FlushLimits {
+            statement: self.flush_timeout(),
+            lock: Duration::from_millis(self.db_lock_timeout_ms),
+        }
+    }
+
+    /// The deadline of one flush attempt.
+    pub fn flush_timeout(&self) -> Duration {
+        Duration::from_secs(self.agg_flush_timeout_secs)
     }
 
     /// The flush interval as a duration.

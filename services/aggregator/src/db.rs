@@ -14,6 +14,46 @@ pub enum StoreError {
     Db(#[from] tokio_postgres::Error),
     #[error("postgres pool: {}", chain(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("postgres: no answer within {0:?}: the attempt was cancelled")]
+    TimedOut(std::time::Duration),
+}
+
+/// SQLSTATE classes whose errors are about the data a statement carried, so that retrying the
+/// same statement fails the same way: 22 data exception (a numeric overflow, a NUL byte, a
+/// value out of range), 23 integrity constraint violation, 54 program limit exceeded (e.g. an
+/// index row too large for a long text).
+const DATA_CLASSES: [&str; 3] = ["22", "23", "54"];
+
+impl StoreError {
+    /// The SQLSTATE when PostgreSQL refused the statement for its data (see [`DATA_CLASSES`]).
+    pub fn data_refusal(&self) -> Option<&str> {
+        let Self::Db(err) = self else {
+            return None;
+        };
+        let code = err.code()?.code();
+        DATA_CLASSES
+            .iter()
+            .any(|class| code.starts_with(class))
+            .then_some(code)
+    }
+
+    /// A short name of the cause, the same for every repeat of one failure: the SQLSTATE, or
+    /// the kind of failure.
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Fenced => "fenced".into(),
+            Self::Db(err) => match err.code() {
+                Some(code) => format!("SQLSTATE {}", code.code()),
+                None if err.is_closed() => "connection closed".into(),
+                None => chain(err),
+            },
+            Self::Pool(deadpool_postgres::PoolError::Timeout(kind)) => {
+                format!("pool timeout ({kind:?})")
+            }
+            Self::Pool(err) => chain(err),
+            Self::TimedOut(_) => "attempt deadline".into(),
+        }
+    }
 }
 
 /// `err` and each of its sources not already in the text: tokio-postgres and deadpool keep

@@ -29,11 +29,14 @@ pub enum Invalid {
     /// NUL character in a text (PostgreSQL rejects it, and one such message would stop every
     /// flush).
     InvalidValue,
+    /// Valid to the decoder, but PostgreSQL refused to store it for its data (an overflow, a
+    /// constraint): isolated by the flush, dead-lettered with the SQLSTATE.
+    RejectedByDatabase,
 }
 
 impl Invalid {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [Invalid; 9] = [
+    pub const ALL: [Invalid; 10] = [
         Self::Oversize,
         Self::Empty,
         Self::NotJson,
@@ -43,6 +46,7 @@ impl Invalid {
         Self::InvalidDuration,
         Self::OutOfRange,
         Self::InvalidValue,
+        Self::RejectedByDatabase,
     ];
 
     /// The label value.
@@ -57,6 +61,7 @@ impl Invalid {
             Self::InvalidDuration => "invalid_duration",
             Self::OutOfRange => "out_of_range",
             Self::InvalidValue => "invalid_value",
+            Self::RejectedByDatabase => "rejected_by_database",
         }
     }
 }

@@ -49,8 +49,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Refusal;
 use crate::config::Config;
 use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
-use crate::flush::{AttemptError, Flusher, POSTGRES_CHECK};
+use crate::flush::{AttemptError, DLQ_CHECK, DeadLetters, Failing, Flusher, POSTGRES_CHECK};
 use crate::metrics::{LabelSets, Metrics};
+use crate::part::Ingest;
 use crate::rules::Rules;
 use crate::sources::Source;
 use crate::store::{AlertStatus, Store, Stored};
@@ -85,10 +86,15 @@ impl Application {
         }
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::new(&endpoint.registry, &label_sets(&topics))?;
-        let pool = store::connect_pool(&config.database_url, usize::from(config.db_pool_size))
-            .context("DATABASE_URL")?;
+        let timeouts = config.db_timeouts();
+        let pool = store::connect_pool(
+            &config.database_url,
+            usize::from(config.db_pool_size),
+            timeouts,
+        )
+        .context("DATABASE_URL")?;
         let owner = (config.database_migration_url.as_deref())
-            .map(|url| store::connect_pool(url, 1).context("DATABASE_MIGRATION_URL"))
+            .map(|url| store::connect_pool(url, 1, timeouts).context("DATABASE_MIGRATION_URL"))
             .transpose()?;
         Ok(Self {
             config,
@@ -123,6 +129,7 @@ impl Application {
         let runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
+        health.register(DLQ_CHECK, true);
         let owner = owner.unwrap_or_else(|| pool.clone());
         let Some(store) = open_store(&config, &topics, pool, owner, &metrics, &runner).await?
         else {
@@ -135,26 +142,31 @@ impl Application {
         let Some(mut runner) = runner.with_topics(&all_topics).await? else {
             return Ok(()); // stopped before Kafka answered
         };
+        let settings = loop_settings(&config, trace);
         let flusher = Flusher {
             store: store.clone(),
-            dlq: dlq_producer(&runner)?,
-            dlq_topic: config.dlq_topic.clone(),
+            letters: DeadLetters {
+                producer: dlq_producer(&runner, config.dlq_max_message_bytes)?,
+                topic: config.dlq_topic.clone(),
+                max_bytes: config.dlq_max_message_bytes as usize,
+            },
             topics: topics.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
-            abandon: CancellationToken::new(),
+            attempt_timeout: config.flush_timeout(),
+            ingest: settings.ingest,
+            failing: Failing::default(),
         };
         let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;
-        let (pinged, watched) = (store.clone(), health.clone());
+        let (pinged, watched, failing) = (store.clone(), health.clone(), flusher.failing.clone());
         runner.spawn("postgres ping", move |stop| {
-            upkeep::ping_postgres(pinged, watched, stop)
+            upkeep::ping_postgres(pinged, watched, failing, stop)
         });
         let lateness = Duration::from_secs(config.agg_max_lateness_secs);
         let maintained = store.clone();
         runner.spawn("source maintenance", move |stop| {
             upkeep::maintain_sources(maintained, lateness, stop)
         });
-        let settings = loop_settings(&config, trace);
         let consume =
             ConsumeLoop::new(consumer, flusher, settings, health, runner.shutdown.clone());
         tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
@@ -181,11 +193,17 @@ fn alert_routes(config: &Config, metrics: &Metrics, pool: &Pool) -> axum::Router
     )
 }
 
-/// The producer of the dead letters: idempotent, so a retried delivery writes a letter once.
-fn dlq_producer(runner: &Runner) -> anyhow::Result<AsyncProducer> {
+/// The producer of the dead letters: idempotent, so a retried delivery writes a letter once;
+/// its records up to `max_bytes` (the letters are cut to fit).
+fn dlq_producer(runner: &Runner, max_bytes: u32) -> anyhow::Result<AsyncProducer> {
+    let max_bytes = max_bytes.to_string();
     let settings = fleet::kafka::with_defaults(
         &runner.kafka,
-        &[("enable.idempotence", "true"), ("linger.ms", "5")],
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("message.max.bytes", &max_bytes),
+        ],
     );
     AsyncProducer::new(&settings, runner.watch.clone()).context("create dead-letter producer")
 }
@@ -211,6 +229,7 @@ async fn open_store(
         config.consumer_group.clone(),
         topics.clone(),
         window_secs,
+        config.flush_limits(),
     );
     for source in Source::ALL {
         (source.part().start(store.pool(), metrics).await)
@@ -222,14 +241,17 @@ async fn open_store(
 /// The consume loop's settings.
 fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
     LoopSettings {
-        rules: Rules {
-            window_secs: i64::from(config.agg_window_secs),
-            long_call_threshold_ms: i64::from(config.long_call_threshold_secs) * 1000,
+        ingest: Ingest {
+            rules: Rules {
+                window_secs: i64::from(config.agg_window_secs),
+                long_call_threshold_ms: i64::from(config.long_call_threshold_secs) * 1000,
+            },
+            max_message_bytes: config.agg_max_message_bytes as usize,
+            max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
+            now_ms: 0,
         },
         flush_interval: config.flush_interval(),
         max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),
-        max_message_bytes: config.agg_max_message_bytes as usize,
-        max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
         trace,
         final_flush_timeout: FINAL_FLUSH_TIMEOUT,
     }

@@ -38,17 +38,18 @@ pub struct Message<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
-/// What `record` decides with: the rules, the limits and the time of the read.
-#[derive(Debug)]
-pub struct Ingest<'a> {
-    pub rules: &'a Rules,
+/// What `record` decides with: the rules, the limits and the time the event is judged
+/// against. Kept whole with each message of a batch, so a replay judges it as the read did.
+#[derive(Debug, Clone, Copy)]
+pub struct Ingest {
+    pub rules: Rules,
     pub max_message_bytes: usize,
     pub max_lateness_ms: i64,
     /// The wall clock when the read started, milliseconds since the epoch.
     pub now_ms: i64,
 }
 
-impl Ingest<'_> {
+impl Ingest {
     /// An event time within the lateness and clock-skew bounds, or `out_of_range`.
     pub fn in_time(&self, time_ms: i64) -> Result<(), Invalid> {
         check_time(time_ms, self.now_ms, self.max_lateness_ms)
@@ -94,7 +95,7 @@ impl std::fmt::Debug for Written {
 pub trait Part: Send + Sync + std::fmt::Debug {
     /// Decodes and checks one message and folds it in; the reason it is invalid otherwise
     /// (the batch then keeps it as a dead letter).
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest<'_>) -> Result<(), Invalid>;
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid>;
 
     /// Valid messages held.
     fn messages(&self) -> u64;

@@ -10,7 +10,7 @@ use fleet::health::Health;
 use fleet::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::flush::POSTGRES_CHECK;
+use crate::flush::{Failing, POSTGRES_CHECK};
 use crate::part::{MAINTENANCE_EVERY, Maintenance};
 use crate::sources::Source;
 use crate::store::{self, Store};
@@ -78,8 +78,14 @@ pub async fn maintain_sources(store: Store, max_lateness: Duration, shutdown: Ca
     }
 }
 
-/// Keeps the `postgres` check true to reality while there is nothing to flush.
-pub async fn ping_postgres(store: Store, health: Health, shutdown: CancellationToken) {
+/// Keeps the `postgres` check true to reality while there is nothing to flush. While flushes
+/// fail, a ping that gets through does not make PostgreSQL healthy: the flush's verdict stands.
+pub async fn ping_postgres(
+    store: Store,
+    health: Health,
+    failing: Failing,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -92,6 +98,7 @@ pub async fn ping_postgres(store: Store, health: Health, shutdown: CancellationT
             pinged = tokio::time::timeout(Duration::from_secs(4), store.ping()) => pinged,
         };
         match pinged {
+            Ok(Ok(())) if failing.get() => {}
             Ok(Ok(())) => health.pass(POSTGRES_CHECK),
             Ok(Err(err)) => health.fail(POSTGRES_CHECK, err.to_string()),
             Err(_) => health.fail(POSTGRES_CHECK, "ping timed out"),

@@ -53,6 +53,7 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
         partition: 0,
         offset: 0,
         reason: Invalid::NotJson,
+        sqlstate: None,
         key: None,
         payload: Some(vec![0; 1000]),
     });
@@ -66,7 +67,7 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
         payload: Some(long_call),
     };
     let cx = Ingest {
-        rules: &RULES,
+        rules: RULES,
         max_message_bytes: 65_536,
         max_lateness_ms: 60_000,
         now_ms: 1_000_000,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::Offset;
+use tokio_util::sync::CancellationToken;
 
 use super::offsets::{Tracked, lock};
 use super::topics::list;
@@ -20,11 +21,12 @@ use crate::flush::{FlushFailure, Flushed};
 use crate::metrics::Metrics;
 use crate::topics::Topics;
 
-/// A flush handed to the runtime: where its result arrives, and its batch.
+/// A flush handed to the runtime: where its result arrives, its batch, and what stops it.
 #[derive(Debug)]
 struct InFlight {
     result: Receiver<Result<Flushed, FlushFailure>>,
     batch: Arc<Batch>,
+    cancel: CancellationToken,
 }
 
 /// The slot of the one flush in flight.
@@ -49,9 +51,18 @@ pub struct Settle<'a, C: ConsumerContext> {
 }
 
 impl Commit {
-    /// Notes the flush of `batch`, whose result arrives on `result`.
-    pub fn start(&self, batch: Arc<Batch>, result: Receiver<Result<Flushed, FlushFailure>>) {
-        *lock(&self.slot) = Some(InFlight { result, batch });
+    /// Notes the flush of `batch`, whose result arrives on `result` and which `cancel` stops.
+    pub fn start(
+        &self,
+        batch: Arc<Batch>,
+        result: Receiver<Result<Flushed, FlushFailure>>,
+        cancel: CancellationToken,
+    ) {
+        *lock(&self.slot) = Some(InFlight {
+            result,
+            batch,
+            cancel,
+        });
     }
 
     /// Whether a flush is in flight.
@@ -72,10 +83,16 @@ impl Commit {
         Some(Landed { batch, result })
     }
 
-    /// Stops waiting for the in-flight flush (its fence protects whatever it does later).
-    /// True if there was one.
+    /// Gives the in-flight flush up: it is cancelled (its task ends at its next step, its
+    /// connection discarded) and not waited for; its fence protects a commit already under
+    /// way. True if there was one. So at most one flush task runs, however many rebalances
+    /// give one up.
     pub fn forget(&self) -> bool {
-        lock(&self.slot).take().is_some()
+        let Some(in_flight) = lock(&self.slot).take() else {
+            return false;
+        };
+        in_flight.cancel.cancel();
+        true
     }
 }
 

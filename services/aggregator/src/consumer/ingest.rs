@@ -78,10 +78,8 @@ impl Ingestor {
                 context.positions().read(|p| p.fence(tp))
             });
         let cx = Ingest {
-            rules: &self.settings.rules,
-            max_message_bytes: self.settings.max_message_bytes,
-            max_lateness_ms: self.settings.max_lateness_ms,
             now_ms: self.now_ms,
+            ..self.settings.ingest
         };
         if let Err(reason) = self.batch.record(source, message, &cx) {
             let topic = self.topics.name(source);

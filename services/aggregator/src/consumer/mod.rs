@@ -34,7 +34,7 @@ use rdkafka::topic_partition_list::Offset;
 use tokio_util::sync::CancellationToken;
 
 use crate::flush::Flusher;
-use crate::rules::Rules;
+use crate::part::Ingest;
 use crate::sources::Tp;
 
 mod commit;
@@ -74,11 +74,10 @@ const PENDING_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Loop settings.
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
-    pub rules: Rules,
+    /// The rules and limits messages are judged by (its time is set per read).
+    pub ingest: Ingest,
     pub flush_interval: Duration,
     pub max_pending_bytes: usize,
-    pub max_message_bytes: usize,
-    pub max_lateness_ms: i64,
     pub trace: bool,
     /// How long the final flush may take at shutdown.
     pub final_flush_timeout: Duration,
@@ -100,6 +99,8 @@ pub struct ConsumeLoop {
     draining: bool,
     /// When pending partitions' offsets are read next, and the backoff between reads.
     pending_retry: (Instant, Backoff),
+    /// Cancelled at the shutdown deadline: every flush's token is a child of it.
+    abandon: CancellationToken,
 }
 
 impl std::fmt::Debug for ConsumeLoop {
@@ -161,6 +162,7 @@ impl ConsumeLoop {
             paused: false,
             draining: false,
             pending_retry: (Instant::now(), Backoff::new(PENDING_RETRY_MAX)),
+            abandon: CancellationToken::new(),
         }
     }
 
@@ -330,15 +332,17 @@ impl ConsumeLoop {
         let (tx, rx) = mpsc::channel();
         let flusher = self.flusher.clone();
         let job = Arc::clone(&batch);
+        let cancel = self.abandon.child_token();
+        let stop = cancel.clone();
         self.context()
             .runtime()
             .spawn(tracing::Instrument::instrument(
                 async move {
-                    let _ = tx.send(flusher.run(&job).await);
+                    let _ = tx.send(flusher.run(&job, &stop).await);
                 },
                 span,
             ));
-        self.context().commit().start(batch, rx);
+        self.context().commit().start(batch, rx, cancel);
     }
 
     /// Settles the in-flight flush if it lands within `wait` (zero: if it landed already).
@@ -358,7 +362,7 @@ impl ConsumeLoop {
     /// Final flush at shutdown: wait for the in-flight one, flush the rest, commit, leave.
     fn finish(mut self) {
         let deadline = Instant::now() + self.settings.final_flush_timeout;
-        let abandon = self.flusher.abandon.clone();
+        let abandon = self.abandon.clone();
         let timer = self.context().runtime().spawn(async move {
             tokio::time::sleep_until(deadline.into()).await;
             abandon.cancel();

@@ -2,10 +2,16 @@
 //! require`; `verify-ca`/`verify-full` and `sslrootcert` are libpq options it lacks, so they are
 //! translated here into OpenSSL settings. As in libpq, `require` encrypts without verifying the
 //! certificate, `verify-full` verifies the chain and the host name.
+//!
+//! Every wait on a connection is bounded ([`Timeouts`]): opening one, waiting for a free one,
+//! and a peer that stopped answering (keepalive probes while idle, `tcp_user_timeout` while
+//! data is unacknowledged), so a failover, a moved address or a dropped NAT entry is an error
+//! within seconds rather than a socket waited on for hours.
 
 use std::str::FromStr;
+use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres_openssl::MakeTlsConnector;
 
@@ -52,10 +58,50 @@ fn split_tls_options(url: &str) -> (String, TlsOptions) {
     (url, options)
 }
 
-/// Builds a pool of at most `size` connections. Connections are opened lazily.
-pub fn connect_pool(url: &str, size: usize) -> Result<Pool, ConnectError> {
+/// How long the pool and its connections wait (settings; see `docs/configuration.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection: TCP, TLS and authentication (unless the URL sets
+    /// `connect_timeout`); also the pool's create timeout.
+    pub connect: Duration,
+    /// Waiting for a free connection of the pool, and checking a returned one.
+    pub pool_wait: Duration,
+    /// Idle time before keepalive probes start; probes follow at a third of it, three missed
+    /// ones close the connection.
+    pub keepalive_idle: Duration,
+    /// How long sent data may stay unacknowledged before the kernel closes the connection
+    /// (unless the URL sets `tcp_user_timeout`).
+    pub tcp_user_timeout: Duration,
+}
+
+impl Timeouts {
+    /// The settings' defaults: a connection refused or unanswered is an error within ten
+    /// seconds; a peer gone silent is detected within 20 s idle (10 s, then three probes 3 s
+    /// apart) or 30 s with data unacknowledged, well inside a failover's minute.
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        pool_wait: Duration::from_secs(10),
+        keepalive_idle: Duration::from_secs(10),
+        tcp_user_timeout: Duration::from_secs(30),
+    };
+}
+
+/// Builds a pool of at most `size` connections, each wait bounded by `timeouts`. Connections
+/// are opened lazily.
+pub fn connect_pool(url: &str, size: usize, timeouts: Timeouts) -> Result<Pool, ConnectError> {
     let (url, options) = split_tls_options(url);
-    let config = tokio_postgres::Config::from_str(&url)?;
+    let mut config = tokio_postgres::Config::from_str(&url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeouts.connect);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(timeouts.tcp_user_timeout);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(timeouts.keepalive_idle)
+        .keepalives_interval((timeouts.keepalive_idle / 3).max(Duration::from_secs(1)))
+        .keepalives_retries(3);
     let mut tls = SslConnector::builder(SslMethod::tls())?;
     if let Some(path) = &options.root_cert {
         tls.set_ca_file(path)?;
@@ -77,7 +123,13 @@ pub fn connect_pool(url: &str, size: usize) -> Result<Pool, ConnectError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager).max_size(size).build()?)
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeouts.pool_wait))
+        .create_timeout(Some(timeouts.connect))
+        .recycle_timeout(Some(timeouts.pool_wait))
+        .build()?)
 }
 
 #[cfg(test)]
@@ -108,6 +160,17 @@ mod tests {
 
     #[test]
     fn a_malformed_url_is_an_error_not_a_panic() {
-        assert!(connect_pool("postgres://u@h/db?sslmode=sometimes", 2).is_err());
+        assert!(connect_pool("postgres://u@h/db?sslmode=sometimes", 2, TIMEOUTS).is_err());
+    }
+
+    const TIMEOUTS: Timeouts = Timeouts::DEFAULT;
+
+    #[tokio::test]
+    async fn every_wait_is_bounded() {
+        let pool = connect_pool("postgres://u@h/db?connect_timeout=3", 2, TIMEOUTS).unwrap();
+        let t = pool.timeouts();
+        assert_eq!(t.wait, Some(TIMEOUTS.pool_wait));
+        assert_eq!(t.create, Some(TIMEOUTS.connect));
+        assert_eq!(t.recycle, Some(TIMEOUTS.pool_wait));
     }
 }

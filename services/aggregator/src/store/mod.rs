@@ -16,11 +16,12 @@ mod connect;
 mod migrate;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
 pub use alerts::{AlertRow, AlertStatus, AlertStore};
-pub use connect::connect_pool;
+pub use connect::{Timeouts, connect_pool};
 pub use migrate::migrate;
 
 use crate::batch::Batch;
@@ -56,19 +57,42 @@ pub struct Store {
     group: String,
     topics: Topics,
     window_secs: i32,
+    limits: FlushLimits,
 }
 
+/// Server-side limits of a flush transaction: PostgreSQL cancels a statement past them and
+/// releases its locks, where a client-side deadline alone would leave them held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushLimits {
+    /// `statement_timeout` (`AGG_FLUSH_TIMEOUT_SECS`).
+    pub statement: Duration,
+    /// `lock_timeout` (`DB_LOCK_TIMEOUT_MS`): an operator's `LOCK TABLE` fails the attempt,
+    /// which is retried, instead of blocking it for as long as the lock is held.
+    pub lock: Duration,
+}
+
+// A partition's row moves only from the batch's `expected`; a missing row is inserted only by
+// a batch that expects none (`-1`). Under READ COMMITTED a concurrent mover makes the UPDATE
+// re-check the new row (and fail it), and the INSERT wait for the other insert (and skip it):
+// either way fewer rows move than the batch has partitions, which is the fence.
 const FENCED_OFFSETS: &str = "
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
         AS i(topic, partition, expected, next_offset)
+), updated AS (
+    UPDATE consumer_offsets AS o
+    SET next_offset = i.next_offset, updated_at = now()
+    FROM input AS i
+    WHERE o.group_id = $1 AND o.topic = i.topic AND o.partition = i.partition
+        AND i.expected >= 0 AND o.next_offset = i.expected
+    RETURNING 1
+), inserted AS (
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    SELECT $1, topic, partition, next_offset FROM input WHERE expected = -1
+    ON CONFLICT (group_id, topic, partition) DO NOTHING
+    RETURNING 1
 )
-INSERT INTO consumer_offsets AS o (group_id, topic, partition, next_offset)
-SELECT $1, topic, partition, next_offset FROM input
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-    SET next_offset = EXCLUDED.next_offset, updated_at = now()
-    WHERE o.next_offset =
-        (SELECT expected FROM input WHERE input.topic = o.topic AND input.partition = o.partition)";
+SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted)";
 
 const LOAD_OFFSETS: &str = "
 SELECT o.topic, o.partition, o.next_offset
@@ -79,12 +103,19 @@ WHERE o.group_id = $1";
 
 impl Store {
     /// A store for `group` consuming `topics`, aggregating in windows of `window_secs`.
-    pub fn new(pool: Pool, group: String, topics: Topics, window_secs: i32) -> Self {
+    pub fn new(
+        pool: Pool,
+        group: String,
+        topics: Topics,
+        window_secs: i32,
+        limits: FlushLimits,
+    ) -> Self {
         Self {
             pool,
             group,
             topics,
             window_secs,
+            limits,
         }
     }
 
@@ -108,16 +139,24 @@ impl Store {
             .collect())
     }
 
-    /// Writes `batch` in one transaction (see the module docs): the fence first, then each
-    /// source's part. Returns what each part wrote, and the offset rows.
-    pub async fn flush(&self, batch: &Batch) -> Result<Stored, StoreError> {
-        let mut client = self.pool.get().await?;
+    /// Writes `batch` in one transaction on `client` (see the module docs): the fence first,
+    /// then each source's part. Returns what each part wrote, and the offset rows.
+    pub async fn flush(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        batch: &Batch,
+    ) -> Result<Stored, StoreError> {
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting
         // for the WAL flush lets the next flush start sooner.
-        tx.batch_execute("SET LOCAL synchronous_commit TO off")
-            .await?;
+        tx.batch_execute(&format!(
+            "SET LOCAL synchronous_commit TO off; \
+             SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
+            self.limits.statement.as_millis(),
+            self.limits.lock.as_millis()
+        ))
+        .await?;
         // Fence first: a stale batch fails before it writes anything.
         let offsets = self.advance_offsets(&tx, batch).await?;
         let mut parts = Vec::with_capacity(Source::ALL.len());
@@ -134,7 +173,10 @@ impl Store {
     }
 
     /// Moves the stored offset of every partition the batch covers, if it still holds the
-    /// batch's fence; [`StoreError::Fenced`] otherwise.
+    /// batch's fence; [`StoreError::Fenced`] otherwise. A missing row is inserted only by a
+    /// batch that expects none: one that expects an offset and finds no row (a commit the
+    /// server lost, e.g. with `synchronous_commit = off`) is fenced, and the partition re-read
+    /// from where the row says, or from its start.
     async fn advance_offsets(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -149,11 +191,12 @@ impl Store {
         let expected: Vec<i64> = batch.progress.iter().map(|p| p.expected).collect();
         let next: Vec<i64> = batch.progress.iter().map(|p| p.next).collect();
         let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
-        let moved = tx
-            .execute(&stmt, &[&self.group, &names, &partitions, &expected, &next])
-            .await?;
-        if moved == partitions.len() as u64 {
-            Ok(moved)
+        let moved: i64 = tx
+            .query_one(&stmt, &[&self.group, &names, &partitions, &expected, &next])
+            .await?
+            .get(0);
+        if moved == partitions.len() as i64 {
+            Ok(moved as u64)
         } else {
             Err(StoreError::Fenced) // dropping the transaction rolls it back
         }

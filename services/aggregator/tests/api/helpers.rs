@@ -558,6 +558,18 @@ pub async fn assert_hosts_stored_exactly(db: &TestDb, expected: HostExpected) {
     );
 }
 
+/// Messages ever written to partition 0 of `topic` (its high watermark).
+pub fn topic_end(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+        .1
+}
+
 /// Reads `n` messages from the start of `topic`: (headers, payload).
 pub fn read_topic(
     bootstrap: &str,

@@ -180,7 +180,8 @@ async fn maintenance_forgets_only_the_sample_keys_too_old_to_match() {
     use aggregator::sources::Source;
 
     let db = TestDb::create().await;
-    let pool = aggregator::store::connect_pool(&db.url, 1).unwrap();
+    let pool =
+        aggregator::store::connect_pool(&db.url, 1, aggregator::store::Timeouts::DEFAULT).unwrap();
     aggregator::store::migrate(&pool).await.unwrap();
     let now = chrono::Utc::now();
     let lateness = Duration::from_secs(86_400);

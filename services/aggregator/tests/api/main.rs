@@ -17,6 +17,7 @@ mod membership;
 mod outages;
 mod postgres_tls;
 mod probes;
+mod refused;
 mod roles;
 mod security;
 mod tracing;

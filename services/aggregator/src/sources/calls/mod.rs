@@ -117,10 +117,10 @@ impl Calls {
 }
 
 impl Part for Calls {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest<'_>) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
         let call = decode_call(message.key, message.payload, cx.max_message_bytes)?;
         cx.in_time(call.start_ms)?;
-        self.record_call(cx.rules, &call, message.partition, message.offset);
+        self.record_call(&cx.rules, &call, message.partition, message.offset);
         if call.duration_ms > cx.rules.long_call_threshold_ms {
             tracing::debug!(caller = %call.caller, callee = %call.callee,
                 duration_ms = call.duration_ms, "long call");

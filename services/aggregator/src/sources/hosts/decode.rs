@@ -9,6 +9,10 @@ use crate::decode::{Invalid, classify, no_nul};
 
 /// Longest host id (a DNS name).
 const MAX_HOST_LEN: usize = 253;
+/// The largest magnitude of a host value: no measurement comes near it (a zettabyte is 1e21
+/// bytes), and the sums of the windows stay finite in float8 (whose limit is 1.8e308) for
+/// any number of values it could add.
+pub const MAX_ABS_VALUE: f64 = 1e100;
 /// Longest metric or device name.
 const MAX_NAME_LEN: usize = 255;
 /// Most values in one sample (a large host has a few hundred).
@@ -67,8 +71,9 @@ pub fn decode_host(payload: Option<&[u8]>, max_bytes: usize) -> Result<HostSampl
         }
         no_nul(&metric)?;
         no_nul(&v.device)?;
-        // JSON cannot carry NaN or infinities, but a huge exponent parses to infinity.
-        if !value.is_finite() {
+        // JSON cannot carry NaN or infinities, but a huge exponent parses to infinity; and a
+        // finite value near float8's limit overflows the window's sum once added to another.
+        if !value.is_finite() || value.abs() > MAX_ABS_VALUE {
             return Err(Invalid::InvalidValue);
         }
         metrics.push(HostValue {
@@ -156,6 +161,15 @@ mod tests {
                 Invalid::InvalidValue,
             ),
             (with("\"h\\u0000\"", ok_value), Invalid::InvalidValue),
+            // Two of these in one window would overflow its sum in PostgreSQL.
+            (
+                with("\"h\"", r#"{"metric":"m","value":1.7e308,"unit":"count"}"#),
+                Invalid::InvalidValue,
+            ),
+            (
+                with("\"h\"", r#"{"metric":"m","value":-1e101,"unit":"count"}"#),
+                Invalid::InvalidValue,
+            ),
             (
                 r#"{"schema_version":1,"host":"h","time":"yesterday","metrics":[]}"#.to_string(),
                 Invalid::OutOfRange,

@@ -148,10 +148,10 @@ impl Hosts {
 }
 
 impl Part for Hosts {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest<'_>) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
         let sample = decode_host(message.payload, cx.max_message_bytes)?;
         cx.in_time(sample.time.timestamp_millis())?;
-        self.record_sample(cx.rules, sample);
+        self.record_sample(&cx.rules, sample);
         Ok(())
     }
 

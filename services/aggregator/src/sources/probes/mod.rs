@@ -104,10 +104,10 @@ impl Probes {
 }
 
 impl Part for Probes {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest<'_>) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
         let result = decode_probe(message.payload, cx.max_message_bytes)?;
         cx.in_time(result.time.timestamp_millis())?;
-        self.record_result(cx.rules, result);
+        self.record_result(&cx.rules, result);
         Ok(())
     }
 

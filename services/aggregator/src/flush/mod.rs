@@ -1,0 +1,286 @@
+//! One flush job, run on the Tokio runtime while the consumer thread keeps reading: deliver
+//! the batch's dead letters, then write the batch in one transaction, until it commits, is
+//! fenced, or is cancelled (a rebalance gave it up, or the shutdown deadline passed).
+//!
+//! What a failure does depends on whose it is:
+//! - **the data's** (PostgreSQL refused a row: SQLSTATE classes 22, 23, 54): retrying would
+//!   fail forever, so the batch is split until the messages responsible are found; those are
+//!   dead-lettered (`rejected_by_database`, the SQLSTATE in a header), the rest is stored
+//!   ([`isolate`]);
+//! - **anything else** (connection, timeout, privilege, a missing table, the dead-letter topic):
+//!   retried with backoff, visibly: the `postgres` or `dlq` check fails, one log line per cause.
+//!
+//! Every attempt has a deadline; an attempt past it is dropped with its connection, which is
+//! taken out of the pool rather than handed to the next flush.
+
+mod isolate;
+mod letters;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fleet::health::Health;
+use fleet::retry::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::Batch;
+use crate::db::StoreError;
+use crate::metrics::Metrics;
+use crate::part::Ingest;
+use crate::store::{Store, Stored};
+use crate::topics::Topics;
+
+pub use letters::DeadLetters;
+
+/// Name of the health check fed by flush results and idle pings.
+pub const POSTGRES_CHECK: &str = "postgres";
+/// Name of the health check fed by dead-letter deliveries.
+pub const DLQ_CHECK: &str = "dlq";
+
+/// Why one attempt of a flush failed: `aggregator_flush_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptError {
+    /// The transaction failed for a reason not in the data (retried).
+    Postgres,
+    /// The attempt passed its deadline and was cancelled (retried on a new connection).
+    Timeout,
+    /// PostgreSQL refused the data (the batch is split to find the messages responsible).
+    Rejected,
+    /// A dead letter was not delivered (retried).
+    Dlq,
+    /// Another instance moved the offsets (the batch is dropped).
+    Fenced,
+}
+
+impl AttemptError {
+    /// Every kind, for pre-registering the label values.
+    pub const ALL: [AttemptError; 5] = [
+        Self::Postgres,
+        Self::Timeout,
+        Self::Rejected,
+        Self::Dlq,
+        Self::Fenced,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Timeout => "timeout",
+            Self::Rejected => "rejected",
+            Self::Dlq => "dlq",
+            Self::Fenced => "fenced",
+        }
+    }
+}
+
+/// Why a flush did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushFailure {
+    #[error("fenced: the partitions' stored offsets moved")]
+    Fenced,
+    #[error("abandoned (a rebalance gave it up, or the shutdown deadline passed)")]
+    Abandoned,
+}
+
+/// A committed flush.
+#[derive(Debug)]
+pub struct Flushed {
+    pub stored: Stored,
+    /// Time spent in the transactions that committed.
+    pub took: Duration,
+}
+
+/// Whether flushes are failing: the idle ping must not call PostgreSQL healthy meanwhile.
+#[derive(Debug, Clone, Default)]
+pub struct Failing(Arc<AtomicBool>);
+
+impl Failing {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::Relaxed);
+    }
+}
+
+/// What a flush job needs besides its batch.
+#[derive(Clone)]
+pub struct Flusher {
+    pub store: Store,
+    pub letters: DeadLetters,
+    pub topics: Topics,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// The deadline of one attempt (`AGG_FLUSH_TIMEOUT_SECS`).
+    pub attempt_timeout: Duration,
+    /// The rules a replayed message is judged by (see [`Batch::replay`]).
+    pub ingest: Ingest,
+    /// Set while flushes fail.
+    pub failing: Failing,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a batch's attempts ended without committing.
+enum Outcome {
+    /// PostgreSQL refused the data, with this SQLSTATE.
+    Refused(String),
+    Failed(FlushFailure),
+}
+
+impl Flusher {
+    /// Runs one batch to completion (see the module docs); `cancel` gives it up.
+    pub async fn run(
+        &self,
+        batch: &Batch,
+        cancel: &CancellationToken,
+    ) -> Result<Flushed, FlushFailure> {
+        let mut sent = letters::Sent::default();
+        let mut took = Duration::ZERO;
+        let stored = match self.commit(batch, &mut sent, &mut took, cancel).await {
+            Ok(stored) => stored,
+            Err(Outcome::Failed(failure)) => return Err(failure),
+            Err(Outcome::Refused(sqlstate)) => {
+                tracing::warn!(
+                    sqlstate,
+                    messages = batch.recorded(),
+                    "PostgreSQL refused the batch's data: isolating the messages responsible"
+                );
+                isolate::isolate(self, batch, &mut sent, &mut took, cancel).await?
+            }
+        };
+        Ok(Flushed { stored, took })
+    }
+
+    /// Delivers the batch's dead letters not sent yet, then writes it, retrying what is not
+    /// the data's fault with backoff.
+    async fn commit(
+        &self,
+        batch: &Batch,
+        sent: &mut letters::Sent,
+        took: &mut Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Stored, Outcome> {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        let mut cause = Cause::default();
+        loop {
+            let delivered = tokio::select! {
+                () = cancel.cancelled() => return Err(Outcome::Failed(FlushFailure::Abandoned)),
+                d = self.letters.deliver(&batch.dead_letters, sent, &self.topics, &self.metrics) => d,
+            };
+            match delivered {
+                Ok(()) => self.health.pass(DLQ_CHECK),
+                Err(err) => {
+                    self.count(AttemptError::Dlq);
+                    self.failing.set(true);
+                    self.health.fail(DLQ_CHECK, err.to_string());
+                    cause.log("dead-letter delivery failed, retrying", &err.to_string());
+                }
+            }
+            if sent.all(&batch.dead_letters) {
+                let started = Instant::now();
+                match self.attempt(batch, cancel).await {
+                    Ok(stored) => {
+                        *took += started.elapsed();
+                        self.failing.set(false);
+                        self.health.pass(POSTGRES_CHECK);
+                        tracing::debug!(
+                            messages = batch.messages(),
+                            rows = ?stored.rows().collect::<Vec<_>>(),
+                            took_ms = started.elapsed().as_millis(),
+                            "flushed"
+                        );
+                        return Ok(stored);
+                    }
+                    Err(Attempted::Cancelled) => {
+                        return Err(Outcome::Failed(FlushFailure::Abandoned));
+                    }
+                    Err(Attempted::Store(StoreError::Fenced)) => {
+                        self.count(AttemptError::Fenced);
+                        return Err(Outcome::Failed(FlushFailure::Fenced));
+                    }
+                    Err(Attempted::Store(err)) => {
+                        if let Some(sqlstate) = err.data_refusal() {
+                            self.count(AttemptError::Rejected);
+                            return Err(Outcome::Refused(sqlstate.to_string()));
+                        }
+                        let kind = match err {
+                            StoreError::TimedOut(_) => AttemptError::Timeout,
+                            _ => AttemptError::Postgres,
+                        };
+                        self.count(kind);
+                        self.failing.set(true);
+                        self.health.fail(POSTGRES_CHECK, err.to_string());
+                        cause.log("flush failed, retrying", &err.cause());
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Err(Outcome::Failed(FlushFailure::Abandoned)),
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// One transaction, within the attempt deadline. A connection whose attempt did not end
+    /// (deadline, cancellation) is taken out of the pool: it may be stuck on a dead peer or
+    /// mid-transaction.
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        cancel: &CancellationToken,
+    ) -> Result<Stored, Attempted> {
+        let mut client = tokio::select! {
+            () = cancel.cancelled() => return Err(Attempted::Cancelled),
+            client = self.store.pool().get() => client.map_err(|e| Attempted::Store(e.into()))?,
+        };
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => Err(Attempted::Cancelled),
+            done = tokio::time::timeout(self.attempt_timeout, self.store.flush(&mut client, batch)) => {
+                match done {
+                    Ok(done) => return done.map_err(Attempted::Store),
+                    Err(_) => Err(Attempted::Store(StoreError::TimedOut(self.attempt_timeout))),
+                }
+            }
+        };
+        drop(deadpool_postgres::Object::take(client));
+        outcome
+    }
+
+    fn count(&self, error: AttemptError) {
+        (self.metrics.flush_errors)
+            .with_label_values(&[error.as_str()])
+            .inc();
+    }
+}
+
+/// How one transaction attempt ended without committing.
+enum Attempted {
+    Store(StoreError),
+    Cancelled,
+}
+
+/// The last cause logged: a failure repeated every retry is said once, then at debug level
+/// (its detail stays in `/readyz`).
+#[derive(Debug, Default)]
+struct Cause(Option<String>);
+
+impl Cause {
+    fn log(&mut self, what: &str, cause: &str) {
+        if self.0.as_deref() == Some(cause) {
+            tracing::debug!(cause, "{what}");
+        } else {
+            tracing::warn!(cause, "{what}");
+            self.0 = Some(cause.to_string());
+        }
+    }
+}
