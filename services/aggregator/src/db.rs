@@ -16,6 +16,8 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("postgres: no answer within {0:?}: the attempt was cancelled")]
     TimedOut(std::time::Duration),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// SQLSTATE classes whose errors are about the data a statement carried, so that retrying the
@@ -51,7 +53,8 @@ impl StoreError {
                 format!("pool timeout ({kind:?})")
             }
             Self::Pool(err) => chain(err),
-            Self::TimedOut(_) => "attempt deadline".into(),
+            Self::TimedOut(_) => "deadline".into(),
+            Self::Cancelled => "cancelled".into(),
         }
     }
 }

@@ -129,7 +129,9 @@ impl Application {
         let runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
+        // Healthy until a delivery fails.
         health.register(DLQ_CHECK, true);
+        health.pass(DLQ_CHECK);
         let owner = owner.unwrap_or_else(|| pool.clone());
         let Some(store) = open_store(&config, &topics, pool, owner, &metrics, &runner).await?
         else {
@@ -181,7 +183,7 @@ impl Application {
 /// `POST /alerts`, storing through `pool`.
 fn alert_routes(config: &Config, metrics: &Metrics, pool: &Pool) -> axum::Router {
     alerts::router(
-        store::AlertStore::new(pool.clone()),
+        store::AlertStore::new(pool.clone(), config.flush_timeout()),
         alerts::Counts {
             received: metrics.alerts_received.clone(),
             refused: metrics.alerts_refused.clone(),

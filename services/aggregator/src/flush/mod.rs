@@ -28,7 +28,7 @@ use crate::batch::Batch;
 use crate::db::StoreError;
 use crate::metrics::Metrics;
 use crate::part::Ingest;
-use crate::store::{Store, Stored};
+use crate::store::{Bounded, Store, Stored, bounded};
 use crate::topics::Topics;
 
 pub use letters::DeadLetters;
@@ -201,14 +201,14 @@ impl Flusher {
                         );
                         return Ok(stored);
                     }
-                    Err(Attempted::Cancelled) => {
+                    Err(Bounded::Cancelled) => {
                         return Err(Outcome::Failed(FlushFailure::Abandoned));
                     }
-                    Err(Attempted::Store(StoreError::Fenced)) => {
+                    Err(Bounded::Failed(StoreError::Fenced)) => {
                         self.count(AttemptError::Fenced);
                         return Err(Outcome::Failed(FlushFailure::Fenced));
                     }
-                    Err(Attempted::Store(err)) => {
+                    Err(Bounded::Failed(err)) => {
                         if let Some(sqlstate) = err.data_refusal() {
                             self.count(AttemptError::Rejected);
                             return Err(Outcome::Refused(sqlstate.to_string()));
@@ -231,29 +231,12 @@ impl Flusher {
         }
     }
 
-    /// One transaction, within the attempt deadline. A connection whose attempt did not end
-    /// (deadline, cancellation) is taken out of the pool: it may be stuck on a dead peer or
-    /// mid-transaction.
-    async fn attempt(
-        &self,
-        batch: &Batch,
-        cancel: &CancellationToken,
-    ) -> Result<Stored, Attempted> {
-        let mut client = tokio::select! {
-            () = cancel.cancelled() => return Err(Attempted::Cancelled),
-            client = self.store.pool().get() => client.map_err(|e| Attempted::Store(e.into()))?,
+    /// One transaction, within the attempt deadline (see [`bounded`]).
+    async fn attempt(&self, batch: &Batch, cancel: &CancellationToken) -> Result<Stored, Bounded> {
+        let flush = async |client: &mut deadpool_postgres::Client| {
+            self.store.flush(client, batch).await
         };
-        let outcome = tokio::select! {
-            () = cancel.cancelled() => Err(Attempted::Cancelled),
-            done = tokio::time::timeout(self.attempt_timeout, self.store.flush(&mut client, batch)) => {
-                match done {
-                    Ok(done) => return done.map_err(Attempted::Store),
-                    Err(_) => Err(Attempted::Store(StoreError::TimedOut(self.attempt_timeout))),
-                }
-            }
-        };
-        drop(deadpool_postgres::Object::take(client));
-        outcome
+        bounded(self.store.pool(), self.attempt_timeout, Some(cancel), flush).await
     }
 
     fn count(&self, error: AttemptError) {
@@ -261,12 +244,6 @@ impl Flusher {
             .with_label_values(&[error.as_str()])
             .inc();
     }
-}
-
-/// How one transaction attempt ended without committing.
-enum Attempted {
-    Store(StoreError),
-    Cancelled,
 }
 
 /// The last cause logged: a failure repeated every retry is said once, then at debug level

@@ -1,8 +1,11 @@
 //! Table `alerts`: Alertmanager notifications, one row per alert per notification.
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use deadpool_postgres::Pool;
 
+use super::connect::bounded;
 use crate::db::StoreError;
 
 /// The state of an alert in a notification (`alerts.status`, and the `status` label of
@@ -63,11 +66,13 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 #[derive(Debug, Clone)]
 pub struct AlertStore {
     pool: Pool,
+    deadline: Duration,
 }
 
 impl AlertStore {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    /// Stores through `pool`, each insert within `deadline`.
+    pub fn new(pool: Pool, deadline: Duration) -> Self {
+        Self { pool, deadline }
     }
 
     /// Stores `rows` in one statement.
@@ -78,9 +83,9 @@ impl AlertStore {
         fn column<T: Clone>(rows: &[AlertRow], f: impl Fn(&AlertRow) -> &T) -> Vec<T> {
             rows.iter().map(|r| f(r).clone()).collect()
         }
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(INSERT_ALERTS).await?;
-        let inserted = client
+        let insert = async |client: &mut deadpool_postgres::Client| {
+            let stmt = client.prepare_cached(INSERT_ALERTS).await?;
+            Ok(client
             .execute(
                 &stmt,
                 &[
@@ -97,7 +102,8 @@ impl AlertStore {
                     &column(rows, |r| &r.generator_url),
                 ],
             )
-            .await?;
-        Ok(inserted)
+            .await?)
+        };
+        Ok(bounded(&self.pool, self.deadline, None, insert).await?)
     }
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres_openssl::MakeTlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::StoreError;
 
 /// Why a URL could not be turned into a pool.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,51 @@ impl Timeouts {
         keepalive_idle: Duration::from_secs(10),
         tcp_user_timeout: Duration::from_secs(30),
     };
+}
+
+/// Runs `work` on a connection of `pool` within `deadline` (counted from when the connection
+/// is in hand; getting one has the pool's own bounds), unless `cancel` comes first. A
+/// connection whose work did not finish is taken out of the pool and closed rather than handed
+/// to the next user: it may be stuck on a peer that stopped answering (which keepalives cannot
+/// tell when the peer's kernel still acknowledges), or mid-transaction.
+pub async fn bounded<T>(
+    pool: &Pool,
+    deadline: Duration,
+    cancel: Option<&CancellationToken>,
+    work: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, StoreError>,
+) -> Result<T, Bounded> {
+    let never = CancellationToken::new();
+    let cancel = cancel.unwrap_or(&never);
+    let mut client = tokio::select! {
+        () = cancel.cancelled() => return Err(Bounded::Cancelled),
+        client = pool.get() => client.map_err(|e| Bounded::Failed(e.into()))?,
+    };
+    let unfinished = tokio::select! {
+        () = cancel.cancelled() => Bounded::Cancelled,
+        done = tokio::time::timeout(deadline, work(&mut client)) => match done {
+            Ok(done) => return done.map_err(Bounded::Failed),
+            Err(_) => Bounded::Failed(StoreError::TimedOut(deadline)),
+        },
+    };
+    drop(deadpool_postgres::Object::take(client));
+    Err(unfinished)
+}
+
+/// Why [`bounded`] work did not finish.
+#[derive(Debug)]
+pub enum Bounded {
+    Failed(StoreError),
+    Cancelled,
+}
+
+impl From<Bounded> for StoreError {
+    fn from(b: Bounded) -> Self {
+        match b {
+            Bounded::Failed(err) => err,
+            // Only work given a token is cancelled; without one this cannot happen.
+            Bounded::Cancelled => StoreError::Cancelled,
+        }
+    }
 }
 
 /// Builds a pool of at most `size` connections, each wait bounded by `timeouts`. Connections

@@ -21,7 +21,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 pub use alerts::{AlertRow, AlertStatus, AlertStore};
-pub use connect::{Timeouts, connect_pool};
+pub use connect::{Bounded, Timeouts, bounded, connect_pool};
 pub use migrate::migrate;
 
 use crate::batch::Batch;
@@ -207,9 +207,12 @@ impl Store {
         &self.pool
     }
 
-    /// A cheap round trip, for the health check while idle.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.get().await?.simple_query("SELECT 1").await?;
-        Ok(())
+    /// A cheap round trip within `deadline`, for the health check while idle.
+    pub async fn ping(&self, deadline: Duration) -> Result<(), StoreError> {
+        let ping = async |client: &mut deadpool_postgres::Client| {
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        };
+        Ok(bounded(&self.pool, deadline, None, ping).await?)
     }
 }

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -6,10 +7,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-/// A TCP proxy to PostgreSQL that the test can cut (closing every connection) and restore.
+/// A TCP proxy to PostgreSQL that the test can cut (closing every connection) and restore, or
+/// freeze: the connections open at that moment stop passing bytes either way and are held open
+/// (no FIN, no RST), as after a failover or a dropped NAT entry; new ones work.
 struct PgProxy {
     addr: SocketAddr,
     cut: CancellationToken,
+    freeze: Arc<Mutex<CancellationToken>>,
 }
 
 impl PgProxy {
@@ -18,6 +22,8 @@ impl PgProxy {
         let addr = listener.local_addr().unwrap();
         let cut = CancellationToken::new();
         let stop = cut.clone();
+        let freeze = Arc::new(Mutex::new(CancellationToken::new()));
+        let freezes = freeze.clone();
         tokio::spawn(async move {
             loop {
                 let (mut inbound, _) = tokio::select! {
@@ -25,22 +31,30 @@ impl PgProxy {
                     accepted = listener.accept() => accepted.unwrap(),
                 };
                 let stop = stop.clone();
+                let frozen = freezes.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await else {
                         return;
                     };
                     tokio::select! {
                         () = stop.cancelled() => {}
+                        () = frozen.cancelled() => stop.cancelled().await, // sockets held open
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
                 });
             }
         });
-        Self { addr, cut }
+        Self { addr, cut, freeze }
     }
 
     fn cut(&self) {
         self.cut.cancel();
+    }
+
+    fn freeze(&self) {
+        let mut current = self.freeze.lock().unwrap();
+        current.cancel();
+        *current = CancellationToken::new();
     }
 }
 
@@ -160,6 +174,44 @@ async fn a_postgres_outage_drops_health_and_loses_nothing_after_recovery() {
         h == 1.0 && r == 200
     })
     .await;
+    assert_stored_exactly(&db, first.and(second)).await;
+    app.stop().await;
+}
+
+/// Connections that go silent under load (no answer, no FIN, no RST: what keepalives cannot
+/// tell from a busy server while the far kernel still acknowledges) cost an attempt deadline
+/// each: the attempt is cancelled, its connection discarded, and the batch stored on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_frozen_under_load_cost_a_deadline_and_lose_nothing() {
+    let Setup(names, bootstrap, db) = setup(3).await;
+    let proxy = PgProxy::start("127.0.0.1:0".parse().unwrap()).await;
+    let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let mut args = args(&bootstrap, &proxied_url, &names);
+    args.extend(["--agg-flush-timeout-secs".into(), "2".into()]);
+    let app = TestApp::spawn(args).await;
+    let first = produce_calls(&bootstrap, &names.calls, 2_000, 5);
+    db.wait_for_offsets(&names.group, first.calls, Duration::from_secs(60))
+        .await;
+
+    // Under load, every open connection freezes (the pooled ones and the in-flight flush's).
+    let (b, topic) = (bootstrap.clone(), names.calls.clone());
+    let load = std::thread::spawn(move || produce_calls(&b, &topic, 20_000, 6));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    let second = tokio::task::spawn_blocking(move || load.join().unwrap())
+        .await
+        .unwrap();
+    // Bound: one 2 s deadline per frozen connection (at most the pool's 4), plus backoff.
+    db.wait_for_offsets(&names.group, first.calls + second.calls, Duration::from_secs(30))
+        .await;
+    println!("stored everything {:?} after the freeze", frozen_at.elapsed());
+    assert!(
+        app.metric(r#"aggregator_flush_errors_total{kind="timeout"}"#)
+            .await
+            >= 1.0,
+        "a flush met a frozen connection"
+    );
     assert_stored_exactly(&db, first.and(second)).await;
     app.stop().await;
 }
