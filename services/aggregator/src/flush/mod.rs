@@ -233,9 +233,8 @@ impl Flusher {
 
     /// One transaction, within the attempt deadline (see [`bounded`]).
     async fn attempt(&self, batch: &Batch, cancel: &CancellationToken) -> Result<Stored, Bounded> {
-        let flush = async |client: &mut deadpool_postgres::Client| {
-            self.store.flush(client, batch).await
-        };
+        let flush =
+            async |client: &mut deadpool_postgres::Client| self.store.flush(client, batch).await;
         bounded(self.store.pool(), self.attempt_timeout, Some(cancel), flush).await
     }
 

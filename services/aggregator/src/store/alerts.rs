@@ -86,23 +86,23 @@ impl AlertStore {
         let insert = async |client: &mut deadpool_postgres::Client| {
             let stmt = client.prepare_cached(INSERT_ALERTS).await?;
             Ok(client
-            .execute(
-                &stmt,
-                &[
-                    &column(rows, |r| &r.receiver),
-                    &rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-                    &column(rows, |r| &r.alertname),
-                    &column(rows, |r| &r.severity),
-                    &column(rows, |r| &r.service),
-                    &column(rows, |r| &r.fingerprint),
-                    &column(rows, |r| &r.labels),
-                    &column(rows, |r| &r.annotations),
-                    &column(rows, |r| &r.starts_at),
-                    &column(rows, |r| &r.ends_at),
-                    &column(rows, |r| &r.generator_url),
-                ],
-            )
-            .await?)
+                .execute(
+                    &stmt,
+                    &[
+                        &column(rows, |r| &r.receiver),
+                        &rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+                        &column(rows, |r| &r.alertname),
+                        &column(rows, |r| &r.severity),
+                        &column(rows, |r| &r.service),
+                        &column(rows, |r| &r.fingerprint),
+                        &column(rows, |r| &r.labels),
+                        &column(rows, |r| &r.annotations),
+                        &column(rows, |r| &r.starts_at),
+                        &column(rows, |r| &r.ends_at),
+                        &column(rows, |r| &r.generator_url),
+                    ],
+                )
+                .await?)
         };
         Ok(bounded(&self.pool, self.deadline, None, insert).await?)
     }

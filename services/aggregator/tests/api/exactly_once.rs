@@ -202,3 +202,42 @@ async fn a_cooperative_rebalance_under_load_neither_loses_nor_double_counts() {
     a.kill();
     assert_stored_exactly(&db, expected).await;
 }
+
+/// A commit the server lost (with `synchronous_commit = off`, a crash may lose the last ones):
+/// here a partition's first, so its offsets row is gone while the aggregator has moved on. The
+/// next flush expects an offset and finds no row: it must be fenced, and the partition re-read
+/// from its start, not stored from where the aggregator stood (which would skip the lost range).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_first_commit_fences_the_next_flush_and_the_range_is_read_again() {
+    let Spawned(names, bootstrap, db, app) = spawn_app().await;
+    let first = produce_calls(&bootstrap, &names.calls, 1_000, 11);
+    db.wait_for_offsets(&names.group, first.calls, Duration::from_secs(60))
+        .await;
+    // What the server crash takes: the commits' data and offsets rows alike.
+    db.client
+        .batch_execute(
+            "BEGIN; DELETE FROM consumer_offsets; DELETE FROM call_stats_1m; \
+             DELETE FROM long_calls; UPDATE call_totals SET calls = 0, duration_ms = 0, \
+             long_calls = 0; COMMIT",
+        )
+        .await
+        .unwrap();
+    let fenced_before = app
+        .metric(r#"aggregator_flush_errors_total{kind="fenced"}"#)
+        .await;
+    let second = produce_calls(&bootstrap, &names.calls, 1_000, 12);
+    db.wait_for_offsets(
+        &names.group,
+        first.calls + second.calls,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_stored_exactly(&db, first.and(second)).await;
+    assert!(
+        app.metric(r#"aggregator_flush_errors_total{kind="fenced"}"#)
+            .await
+            > fenced_before,
+        "the flush after the loss was fenced"
+    );
+    app.stop().await;
+}

@@ -203,9 +203,16 @@ async fn connections_frozen_under_load_cost_a_deadline_and_lose_nothing() {
         .await
         .unwrap();
     // Bound: one 2 s deadline per frozen connection (at most the pool's 4), plus backoff.
-    db.wait_for_offsets(&names.group, first.calls + second.calls, Duration::from_secs(30))
-        .await;
-    println!("stored everything {:?} after the freeze", frozen_at.elapsed());
+    db.wait_for_offsets(
+        &names.group,
+        first.calls + second.calls,
+        Duration::from_secs(30),
+    )
+    .await;
+    println!(
+        "stored everything {:?} after the freeze",
+        frozen_at.elapsed()
+    );
     assert!(
         app.metric(r#"aggregator_flush_errors_total{kind="timeout"}"#)
             .await
