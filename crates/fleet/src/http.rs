@@ -1,7 +1,12 @@
 //! The HTTP face of every service: `GET /metrics` (Prometheus text format), `GET /livez`
 //! (the process answers) and `GET /readyz` (503 until the service can do its job).
+//!
+//! No client can hold the server or a stop: request headers must arrive within
+//! [`HEADER_READ_TIMEOUT`], a body within [`BODY_READ_TIMEOUT`], and at a stop the open
+//! connections get [`STOP_GRACE`] to finish their requests before they are closed.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -9,10 +14,16 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::health::Health;
 
@@ -111,15 +122,60 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves `router` until `shutdown` is cancelled.
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, at a stop, open connections get to finish the requests they are serving.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves `router` until `shutdown` is cancelled (see the module docs for the bounds).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let router = router.layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT));
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors, or a connection reset before it was accepted: the
+                    // listener itself is fine.
+                    tracing::debug!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = router
+            .clone()
+            .map_request(|request: axum::http::Request<Incoming>| {
+                request.map(axum::body::Body::new)
+            });
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(STOP_GRACE, connection).await;
+                }
+            }
+        });
+    }
+    connections.close();
+    // Each connection task bounds itself; this bound is for a task that would not.
+    let _ = tokio::time::timeout(STOP_GRACE * 2, connections.wait()).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -127,7 +183,9 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
-    use tower::ServiceExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
 
     async fn get_path(app: Router, path: &str) -> (StatusCode, String) {
         let response = app
@@ -166,5 +224,83 @@ mod tests {
             .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
             .and_then(|v| v.parse::<f64>().ok());
         assert!(rss.is_some_and(|b| b > 0.0), "{body}");
+    }
+
+    /// A real server with a route that reads a body.
+    async fn start() -> (
+        SocketAddr,
+        CancellationToken,
+        JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes =
+            Router::new().route("/echo", axum::routing::post(|body: String| async { body }));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, routes, stop.clone()));
+        (addr, stop, server)
+    }
+
+    /// Sends `request` and reads until the server answers or closes.
+    async fn send_and_read(addr: SocketAddr, request: &str) -> (TcpStream, Vec<u8>) {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 1024];
+        let n = client.read(&mut answer).await.unwrap_or(0);
+        answer.truncate(n);
+        (client, answer)
+    }
+
+    #[tokio::test]
+    async fn a_client_trickling_headers_or_a_body_is_cut_off() {
+        let (addr, _stop, _server) = start().await;
+        let started = Instant::now();
+        let headers = send_and_read(addr, "POST /echo HTTP/1.1\r\nHost: x\r\n");
+        let body = send_and_read(
+            addr,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this",
+        );
+        let whole = send_and_read(
+            addr,
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok",
+        );
+        let ((_, headers), (_, body), (_, whole)) = tokio::join!(headers, body, whole);
+        assert!(String::from_utf8_lossy(&whole).ends_with("\r\n\r\nok"));
+        // Closed or refused, within the bounds (plus scheduling slack), not held open.
+        let answer = String::from_utf8_lossy(&body);
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(!String::from_utf8_lossy(&headers).starts_with("HTTP/1.1 2"));
+        let took = started.elapsed();
+        assert!(
+            took >= HEADER_READ_TIMEOUT.min(BODY_READ_TIMEOUT),
+            "{took:?}"
+        );
+        assert!(
+            took < HEADER_READ_TIMEOUT.max(BODY_READ_TIMEOUT) + Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_does_not_wait_for_slow_clients() {
+        let (addr, stop, server) = start().await;
+        let mut slow_headers = TcpStream::connect(addr).await.unwrap();
+        slow_headers
+            .write_all(b"POST /echo HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let mut slow_body = TcpStream::connect(addr).await.unwrap();
+        (slow_body.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n1"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopping = Instant::now();
+        stop.cancel();
+        server.await.unwrap().unwrap();
+        let took = stopping.elapsed();
+        assert!(
+            took <= STOP_GRACE * 2 + Duration::from_millis(500),
+            "{took:?}"
+        );
     }
 }

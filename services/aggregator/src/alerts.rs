@@ -2,8 +2,10 @@
 //! row of table `alerts` (one multi-row insert per notification) and a log line, so the alert
 //! history is queryable next to the data it is about.
 //!
-//! Answers 200 once stored, 400 for a body that is not an Alertmanager notification (retrying
-//! would not help), and 503 while PostgreSQL is unreachable, so that Alertmanager retries.
+//! Answers 200 once stored, 400 for a body that is not an Alertmanager notification or holds a
+//! value PostgreSQL refuses (retrying would not help), and 503 while PostgreSQL is unreachable,
+//! so that Alertmanager retries; never with the database's own text. A NUL character, which
+//! JSON can carry and PostgreSQL cannot store, is stored as U+FFFD.
 //! With a token set, a request without `Authorization: Bearer <token>` gets 401 before its body
 //! is read; a body above the size limit gets 413. Both are counted, neither stores anything.
 
@@ -73,27 +75,36 @@ pub fn rows(notification: &Notification) -> Result<Vec<AlertRow>, Rejected> {
         .map(|alert| {
             let status = AlertStatus::parse(&alert.status)
                 .ok_or_else(|| Rejected::Status(alert.status.clone()))?;
-            let label = |name: &str| alert.labels.get(name).cloned();
+            let label = |name: &str| alert.labels.get(name).map(|v| storable(v));
             Ok(AlertRow {
-                receiver: notification.receiver.clone(),
+                receiver: storable(&notification.receiver),
                 status,
                 alertname: label("alertname").unwrap_or_default(),
                 severity: label("severity"),
                 service: label("service").or_else(|| label("job")),
-                fingerprint: alert.fingerprint.clone(),
+                fingerprint: storable(&alert.fingerprint),
                 labels: json_object(&alert.labels),
                 annotations: json_object(&alert.annotations),
                 starts_at: alert.starts_at,
                 // Year 1 is Alertmanager's "no end yet".
                 ends_at: alert.ends_at.filter(|t| t.timestamp() > 0),
-                generator_url: alert.generator_url.clone(),
+                generator_url: storable(&alert.generator_url),
             })
         })
         .collect()
 }
 
 fn json_object(map: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
+    let map: BTreeMap<String, String> = map
+        .iter()
+        .map(|(k, v)| (storable(k), storable(v)))
+        .collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// `text` with each NUL (which PostgreSQL's text and jsonb refuse) replaced by U+FFFD.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// Why a request to the webhook was refused: `aggregator_alerts_refused_total{reason}`.
@@ -257,8 +268,20 @@ async fn receive(
         Err(err) => return rejected(err.to_string()),
     };
     if let Err(err) = state.store.insert(&rows).await {
+        // The database's text stays in our log: it is not the client's business.
+        if err.data_refusal().is_some() {
+            state.counts.refused(Refusal::Rejected);
+            tracing::warn!(%err, "alert notification refused by PostgreSQL");
+            return (
+                StatusCode::BAD_REQUEST,
+                "the notification holds a value that cannot be stored\n".into(),
+            );
+        }
         tracing::warn!(%err, "cannot store alert notification; Alertmanager will retry");
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n"));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "alert store unavailable, retry later\n".into(),
+        );
     }
     for row in &rows {
         (state.counts.received)

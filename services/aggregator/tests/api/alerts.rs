@@ -117,10 +117,46 @@ async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
         .get(0);
     assert_eq!(count, 2, "refused notifications store nothing");
 
+    // A NUL (JSON carries it, PostgreSQL's text and jsonb refuse it) is stored as U+FFFD.
+    let with_nul = notification("firing", "0001-01-01T00:00:00Z")
+        .replace("call-simulator is down", "down\\u0000now")
+        .replace(r#""fingerprint":"abc""#, r#""fingerprint":"a\u0000b""#);
+    let (status, body) = post(&app, with_nul).await;
+    assert_eq!(status, 200, "{body}");
+    let row = db
+        .client
+        .query_one(
+            "SELECT annotations->>'summary', fingerprint FROM alerts ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("down\u{FFFD}now".to_string(), "a\u{FFFD}b".to_string())
+    );
+    // Any other value PostgreSQL refuses is a 400 (retrying cannot help), in our words.
+    db.client
+        .batch_execute(
+            "ALTER TABLE alerts ADD CONSTRAINT no_test_alert CHECK (fingerprint <> 'refused')",
+        )
+        .await
+        .unwrap();
+    let refused = notification("firing", "0001-01-01T00:00:00Z")
+        .replace(r#""fingerprint":"abc""#, r#""fingerprint":"refused""#);
+    let (status, body) = post(&app, refused).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "the notification holds a value that cannot be stored\n"
+        )
+    );
+
     assert_eq!(
         app.metric(r#"aggregator_alerts_received_total{status="firing"}"#)
             .await,
-        1.0
+        2.0
     );
     assert_eq!(
         app.metric(r#"aggregator_alerts_received_total{status="resolved"}"#)
@@ -130,7 +166,7 @@ async fn alertmanager_notifications_are_stored_and_garbage_is_refused() {
     assert_eq!(
         app.metric(r#"aggregator_alerts_refused_total{reason="rejected"}"#)
             .await,
-        2.0
+        3.0
     );
     app.stop().await;
 }
