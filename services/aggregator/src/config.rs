@@ -140,10 +140,25 @@ pub struct Config {
     pub agg_max_message_bytes: u32,
 }
 
+/// Settings that contradict what the database holds, found at start: one line, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 impl Config {
-    /// The consumed topics; an error names the clash when two are the same.
+    /// The consumed topics; an error names the clash when two are the same, or when the
+    /// dead-letter topic is one of them (each letter would be consumed, found invalid and sent
+    /// again, forever).
     pub fn topics(&self) -> Result<Topics, String> {
-        Topics::new(self.topics.names())
+        let topics = Topics::new(self.topics.names())?;
+        if let Some(source) = topics.source_of(&self.dlq_topic) {
+            return Err(format!(
+                "DLQ_TOPIC must differ from {}, both are `{}`: dead letters would be consumed again, forever",
+                source.setting(),
+                self.dlq_topic
+            ));
+        }
+        Ok(topics)
     }
 
     /// How long the connection pool waits.
@@ -172,5 +187,24 @@ impl Config {
     /// The flush interval as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.agg_flush_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_topic_that_is_consumed_is_refused() {
+        let config = Config::try_parse_from(["aggregator", "--dlq-topic", "host-metrics"]).unwrap();
+        let err = config.topics().unwrap_err();
+        assert!(
+            err.starts_with(
+                "DLQ_TOPIC must differ from HOST_METRICS_TOPIC, both are `host-metrics`"
+            ),
+            "{err}"
+        );
+        let config = Config::try_parse_from(["aggregator"]).unwrap();
+        assert!(config.topics().is_ok());
     }
 }

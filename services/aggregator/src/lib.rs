@@ -47,7 +47,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Refusal;
-use crate::config::Config;
+use crate::config::{Config, Refused};
 use crate::consumer::{AggregatorContext, ConsumeLoop, LoopSettings};
 use crate::flush::{AttemptError, DLQ_CHECK, DeadLetters, Failing, Flusher, POSTGRES_CHECK};
 use crate::metrics::{LabelSets, Metrics};
@@ -233,6 +233,20 @@ async fn open_store(
         window_secs,
         config.flush_limits(),
     );
+    let others = store
+        .groups_before_us()
+        .await
+        .context("read the stored offsets")?;
+    if !others.is_empty() {
+        let (ours, theirs) = (&config.consumer_group, others.join("`, `"));
+        return Err(Refused(format!(
+            "CONSUMER_GROUP `{ours}` has no stored offsets but the tables hold group `{theirs}`'s \
+             for the same topics: starting would count every retained message again. To move \
+             this deployment to `{ours}`, stop its aggregators and rename the group's offsets \
+             (docs/operations.md#moving-to-another-consumer-group)"
+        ))
+        .into());
+    }
     for source in Source::ALL {
         (source.part().start(store.pool(), metrics).await)
             .with_context(|| format!("start the {source:?} source"))?;

@@ -202,6 +202,23 @@ impl Store {
         }
     }
 
+    /// The other consumer groups holding stored offsets of our topics, when ours holds none:
+    /// starting would count every retained message again on top of theirs.
+    pub async fn groups_before_us(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let names = self.topics.names();
+        let rows = client
+            .query(
+                "SELECT DISTINCT group_id FROM consumer_offsets \
+                 WHERE topic = ANY($2) AND group_id <> $1 \
+                   AND NOT EXISTS (SELECT 1 FROM consumer_offsets WHERE group_id = $1) \
+                 ORDER BY group_id",
+                &[&self.group, &names],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The pool, for what a source stores outside a flush (e.g. at start).
     pub fn pool(&self) -> &Pool {
         &self.pool

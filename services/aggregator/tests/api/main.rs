@@ -20,4 +20,5 @@ mod probes;
 mod refused;
 mod roles;
 mod security;
+mod settings;
 mod tracing;
