@@ -95,7 +95,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub db_lock_timeout_ms: u64,
 
-    /// Deadline of one flush attempt, in seconds (also its `statement_timeout`): past it the
+    /// Deadline of one flush attempt, in seconds (also its `statement_timeout` and
+    /// `idle_in_transaction_session_timeout`, and the deadline of an alert insert): past it the
     /// attempt is cancelled, its connection discarded, and the flush retried.
     #[arg(long, env = "AGG_FLUSH_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

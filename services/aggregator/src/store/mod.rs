@@ -150,10 +150,15 @@ impl Store {
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting
         // for the WAL flush lets the next flush start sooner.
+        // The server ends a transaction whose client went silent mid-way (an attempt past its
+        // deadline, a frozen connection): otherwise its row locks would outlive it and every
+        // later attempt would wait on them.
+        let deadline = self.limits.statement.as_millis();
         tx.batch_execute(&format!(
             "SET LOCAL synchronous_commit TO off; \
-             SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
-            self.limits.statement.as_millis(),
+             SET LOCAL statement_timeout = {deadline}; \
+             SET LOCAL idle_in_transaction_session_timeout = {deadline}; \
+             SET LOCAL lock_timeout = {}",
             self.limits.lock.as_millis()
         ))
         .await?;
