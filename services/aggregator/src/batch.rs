@@ -28,14 +28,45 @@ pub struct DeadLetter {
     pub payload: Option<Vec<u8>>,
 }
 
+/// Where a partition stands in PostgreSQL: the next offset to read (`-1`: none stored yet),
+/// and its *watermark*, the latest event time read from it up to there (milliseconds since
+/// the epoch; `i64::MIN`: none yet). An event is late when it is older than the watermark by
+/// more than `AGG_MAX_LATENESS_SECS`; the watermark is stored with the offset, so a restart
+/// judges every message as the first read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub offset: i64,
+    pub watermark_ms: i64,
+}
+
+impl Position {
+    /// A partition never stored.
+    pub const START: Position = Position {
+        offset: -1,
+        watermark_ms: i64::MIN,
+    };
+}
+
 /// How far one partition got within the batch, and where the stored offset stood before it:
-/// `expected` is the fence (`-1`: no stored offset yet), `next` the offset to store.
+/// `expected` is the fence (`-1`: no stored offset yet), `next` the offset to store,
+/// `watermark_ms` the watermark to store with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub source: Source,
     pub partition: i32,
     pub expected: i64,
     pub next: i64,
+    pub watermark_ms: i64,
+}
+
+impl Progress {
+    /// Where the partition stands once this batch is stored.
+    pub fn reached(&self) -> Position {
+        Position {
+            offset: self.next,
+            watermark_ms: self.watermark_ms,
+        }
+    }
 }
 
 /// Everything consumed since the last flush, from every topic.
@@ -63,21 +94,37 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Decodes a message of `source` into its part; an invalid one is kept as a dead letter
-    /// and its reason returned.
-    pub fn record(
+    /// Takes one message of `source`: notes that the batch covers its offset (`fence` says
+    /// where its partition stood, asked the first time the partition appears), judges its
+    /// event time against the partition's watermark, and decodes it into its part; an invalid
+    /// one is kept as a dead letter and its reason returned.
+    pub fn read(
         &mut self,
         source: Source,
         message: &Message<'_>,
         cx: &Ingest,
+        fence: impl FnOnce() -> Position,
     ) -> Result<(), Invalid> {
-        self.journal.push(source, message, cx);
-        self.fold(source, message, cx)
+        let at = self.advance(source, message.partition, message.offset, fence);
+        let cx = Ingest {
+            watermark_ms: self.progress[at].watermark_ms,
+            ..*cx
+        };
+        let read = self.fold(source, message, &cx);
+        if let Ok(event_ms) = read {
+            let watermark = &mut self.progress[at].watermark_ms;
+            *watermark = (*watermark).max(event_ms);
+        }
+        let after = self.progress[at].watermark_ms;
+        self.journal.push(source, message, &cx, after);
+        read.map(|_| ())
     }
 
-    fn fold(&mut self, source: Source, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
+    /// Decodes a message into its part: its event time, or the reason it is invalid (it is
+    /// then kept as a dead letter).
+    fn fold(&mut self, source: Source, message: &Message<'_>, cx: &Ingest) -> Result<i64, Invalid> {
         let reason = match self.parts[source as usize].record(message, cx) {
-            Ok(()) => return Ok(()),
+            Ok(event_ms) => return Ok(event_ms),
             Err(reason) => reason,
         };
         self.record_dead_letter(DeadLetter {
@@ -100,27 +147,35 @@ impl Batch {
         self.dead_letters.push(letter);
     }
 
-    /// Notes that `offset` of `source`'s `partition` is covered by this batch. `expected` is
-    /// consulted only the first time the partition appears in the batch.
-    pub fn advance(
+    /// Notes that `offset` of `source`'s `partition` is covered by this batch; `fence` is
+    /// consulted only the first time the partition appears in the batch. The index of its
+    /// progress.
+    fn advance(
         &mut self,
         source: Source,
         partition: i32,
         offset: i64,
-        expected: impl FnOnce() -> i64,
-    ) {
-        match self
-            .progress
-            .iter_mut()
-            .find(|p| p.partition == partition && p.source == source)
-        {
-            Some(p) => p.next = p.next.max(offset + 1),
-            None => self.progress.push(Progress {
-                source,
-                partition,
-                expected: expected(),
-                next: offset + 1,
-            }),
+        fence: impl FnOnce() -> Position,
+    ) -> usize {
+        let found =
+            (self.progress.iter_mut()).position(|p| p.partition == partition && p.source == source);
+        match found {
+            Some(at) => {
+                let p = &mut self.progress[at];
+                p.next = p.next.max(offset + 1);
+                at
+            }
+            None => {
+                let fence = fence();
+                self.progress.push(Progress {
+                    source,
+                    partition,
+                    expected: fence.offset,
+                    next: offset + 1,
+                    watermark_ms: fence.watermark_ms,
+                });
+                self.progress.len() - 1
+            }
         }
     }
 
@@ -154,8 +209,9 @@ impl Batch {
         self.journal.len()
     }
 
-    /// A batch of the recorded messages `range`, recorded again as they were read (same
-    /// judgement time, so the same verdicts), its fences taken from `expected`. Read in order,
+    /// A batch of the recorded messages `range`, recorded again as they were read (judged
+    /// against the same watermark and clock, so the same verdicts, and leaving each partition's
+    /// watermark where the read did), its fences taken from `expected`. Read in order,
     /// the messages of a range are a contiguous run of each partition they touch, so
     /// consecutive ranges commit one after the other like consecutive batches.
     ///
@@ -167,10 +223,13 @@ impl Batch {
         refused: Option<&str>,
     ) -> Batch {
         let mut batch = Batch::default();
-        for (source, message, cx) in self.journal.entries(range) {
-            batch.advance(source, message.partition, message.offset, || {
-                expected(source, message.partition)
-            });
+        for (source, message, cx, watermark_after) in self.journal.entries(range) {
+            let fence = || Position {
+                offset: expected(source, message.partition),
+                watermark_ms: cx.watermark_ms,
+            };
+            let at = batch.advance(source, message.partition, message.offset, fence);
+            batch.progress[at].watermark_ms = watermark_after;
             match refused {
                 None => {
                     let _ = batch.fold(source, &message, &cx);

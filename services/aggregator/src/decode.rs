@@ -83,9 +83,16 @@ pub(crate) fn classify(err: serde_json::Error) -> Invalid {
     }
 }
 
-/// Event-time bounds: not older than `max_lateness_ms`, not more than [`MAX_FUTURE_MS`] ahead.
-pub fn check_time(start_ms: i64, now_ms: i64, max_lateness_ms: i64) -> Result<(), Invalid> {
-    if start_ms < now_ms - max_lateness_ms || start_ms > now_ms + MAX_FUTURE_MS {
+/// Event-time bounds: not older than the partition's `watermark_ms` (the latest event time read
+/// from it) by more than `max_lateness_ms`, not more than [`MAX_FUTURE_MS`] ahead of the clock.
+/// Lateness is the stream's own, so a backlog replayed days later is judged as it was live.
+pub fn check_time(
+    time_ms: i64,
+    now_ms: i64,
+    watermark_ms: i64,
+    max_lateness_ms: i64,
+) -> Result<(), Invalid> {
+    if time_ms < watermark_ms.saturating_sub(max_lateness_ms) || time_ms > now_ms + MAX_FUTURE_MS {
         Err(Invalid::OutOfRange)
     } else {
         Ok(())
@@ -100,16 +107,20 @@ mod tests {
     fn event_time_bounds_are_inclusive_of_the_limits() {
         let now = 1_000_000_000;
         let lateness = 86_400_000;
-        assert!(check_time(now - lateness, now, lateness).is_ok());
+        // Late is relative to the watermark, however far behind the clock it is.
+        let watermark = now - 2 * lateness;
+        assert!(check_time(watermark - lateness, now, watermark, lateness).is_ok());
         assert_eq!(
-            check_time(now - lateness - 1, now, lateness),
+            check_time(watermark - lateness - 1, now, watermark, lateness),
             Err(Invalid::OutOfRange)
         );
-        assert!(check_time(now + MAX_FUTURE_MS, now, lateness).is_ok());
+        assert!(check_time(now + MAX_FUTURE_MS, now, watermark, lateness).is_ok());
         assert_eq!(
-            check_time(now + MAX_FUTURE_MS + 1, now, lateness),
+            check_time(now + MAX_FUTURE_MS + 1, now, watermark, lateness),
             Err(Invalid::OutOfRange)
         );
+        // A partition never read: nothing is late yet.
+        assert!(check_time(0, now, i64::MIN, lateness).is_ok());
     }
 
     #[test]

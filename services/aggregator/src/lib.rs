@@ -265,6 +265,7 @@ fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
             max_message_bytes: config.agg_max_message_bytes as usize,
             max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
             now_ms: 0,
+            watermark_ms: i64::MIN,
         },
         flush_interval: config.flush_interval(),
         max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),

@@ -23,9 +23,10 @@ pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub struct Maintenance<'a> {
     pub pool: &'a Pool,
-    /// The wall clock when the round started.
-    pub now: DateTime<Utc>,
-    /// `AGG_MAX_LATENESS_SECS`: an event older than this is rejected as late.
+    /// The lowest watermark of the source's stored partitions (see
+    /// [`crate::batch::Position`]); `None` while any has none (it would accept any time).
+    pub watermark: Option<DateTime<Utc>>,
+    /// `AGG_MAX_LATENESS_SECS`: an event older than a partition's watermark by more is late.
     pub max_lateness: Duration,
 }
 
@@ -38,21 +39,28 @@ pub struct Message<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
-/// What `record` decides with: the rules, the limits and the time the event is judged
-/// against. Kept whole with each message of a batch, so a replay judges it as the read did.
+/// What `record` decides with: the rules, the limits, and the times an event is judged
+/// against. Kept with each message of a batch, so a replay judges it as the read did.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingest {
     pub rules: Rules,
     pub max_message_bytes: usize,
     pub max_lateness_ms: i64,
-    /// The wall clock when the read started, milliseconds since the epoch.
+    /// The wall clock when the read started, milliseconds since the epoch: the future bound.
     pub now_ms: i64,
+    /// The partition's watermark (see [`crate::batch::Position`]): the lateness bound.
+    pub watermark_ms: i64,
 }
 
 impl Ingest {
     /// An event time within the lateness and clock-skew bounds, or `out_of_range`.
     pub fn in_time(&self, time_ms: i64) -> Result<(), Invalid> {
-        check_time(time_ms, self.now_ms, self.max_lateness_ms)
+        check_time(
+            time_ms,
+            self.now_ms,
+            self.watermark_ms,
+            self.max_lateness_ms,
+        )
     }
 }
 
@@ -93,9 +101,10 @@ impl std::fmt::Debug for Written {
 
 /// A source's part of a batch: the one interface every source implements.
 pub trait Part: Send + Sync + std::fmt::Debug {
-    /// Decodes and checks one message and folds it in; the reason it is invalid otherwise
-    /// (the batch then keeps it as a dead letter).
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid>;
+    /// Decodes and checks one message (its time with [`Ingest::in_time`]) and folds it in;
+    /// returns its event time (milliseconds since the epoch, what moves the partition's
+    /// watermark), or the reason it is invalid (the batch then keeps it as a dead letter).
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<i64, Invalid>;
 
     /// Valid messages held.
     fn messages(&self) -> u64;

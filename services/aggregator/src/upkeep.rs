@@ -61,15 +61,18 @@ pub async fn maintain_sources(store: Store, max_lateness: Duration, shutdown: Ca
         }
         for source in Source::ALL {
             let part = source.part();
-            let cx = Maintenance {
-                pool: store.pool(),
-                now: chrono::Utc::now(),
-                max_lateness,
+            let round = async {
+                let cx = Maintenance {
+                    pool: store.pool(),
+                    watermark: store.low_watermark(source).await?,
+                    max_lateness,
+                };
+                part.maintain(&cx).await
             };
             // A stop does not wait for a database that stopped answering.
             let done = tokio::select! {
                 () = shutdown.cancelled() => return,
-                done = part.maintain(&cx) => done,
+                done = round => done,
             };
             if let Err(err) = done {
                 tracing::warn!(%err, ?source, "source maintenance failed (retried later)");

@@ -17,7 +17,11 @@ struct Entry {
     offset: i64,
     key: Option<(u32, u32)>,
     payload: Option<(u32, u32)>,
+    /// What it was judged by.
     now_ms: i64,
+    watermark_ms: i64,
+    /// Its partition's watermark once it was read.
+    watermark_after: i64,
 }
 
 /// The messages of one batch, in the order they were recorded.
@@ -30,7 +34,13 @@ pub(super) struct Journal {
 }
 
 impl Journal {
-    pub fn push(&mut self, source: Source, message: &Message<'_>, cx: &Ingest) {
+    pub fn push(
+        &mut self,
+        source: Source,
+        message: &Message<'_>,
+        cx: &Ingest,
+        watermark_after: i64,
+    ) {
         let key = message.key.map(|k| self.keep(k));
         let payload = message.payload.map(|p| self.keep(p));
         self.entries.push(Entry {
@@ -40,6 +50,8 @@ impl Journal {
             key,
             payload,
             now_ms: cx.now_ms,
+            watermark_ms: cx.watermark_ms,
+            watermark_after,
         });
         self.ingest.get_or_insert(*cx);
     }
@@ -59,15 +71,17 @@ impl Journal {
         self.bytes.capacity() + self.entries.capacity() * ENTRY_BYTES
     }
 
-    /// The messages `range`, each with the judgement it was recorded under.
+    /// The messages `range`, each with the judgement it was recorded under and its
+    /// partition's watermark after it.
     pub fn entries(
         &self,
         range: Range<usize>,
-    ) -> impl Iterator<Item = (Source, Message<'_>, Ingest)> + '_ {
+    ) -> impl Iterator<Item = (Source, Message<'_>, Ingest, i64)> + '_ {
         self.entries[range].iter().filter_map(|e| {
             let slice = |(start, len): (u32, u32)| &self.bytes[start as usize..][..len as usize];
             let cx = Ingest {
                 now_ms: e.now_ms,
+                watermark_ms: e.watermark_ms,
                 ..self.ingest?
             };
             let message = Message {
@@ -76,7 +90,7 @@ impl Journal {
                 key: e.key.map(slice),
                 payload: e.payload.map(slice),
             };
-            Some((e.source, message, cx))
+            Some((e.source, message, cx, e.watermark_after))
         })
     }
 }

@@ -21,6 +21,7 @@ use super::commit::{Commit, Landed, Settle};
 use super::offsets::{Tracked, resume_at};
 use super::routes::Routes;
 use super::topics::list;
+use crate::batch::Position;
 use crate::flush::FlushFailure;
 use crate::metrics::Metrics;
 use crate::sources::{Source, Tp};
@@ -133,7 +134,7 @@ impl AggregatorContext {
         &self,
         partitions: &[Tp],
         within: Duration,
-    ) -> Result<HashMap<Tp, i64>, String> {
+    ) -> Result<HashMap<Tp, Position>, String> {
         let read = async {
             tokio::select! {
                 () = self.shutdown.cancelled() => Err("stopping".to_string()),
@@ -146,7 +147,7 @@ impl AggregatorContext {
         let stored = self.runtime.block_on(read)?;
         let all = partitions
             .iter()
-            .map(|p| (*p, stored.get(p).copied().unwrap_or(-1)));
+            .map(|p| (*p, stored.get(p).copied().unwrap_or(Position::START)));
         Ok(all.collect())
     }
 

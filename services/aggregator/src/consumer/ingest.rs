@@ -73,15 +73,12 @@ impl Ingestor {
             return;
         }
         self.consumed[source as usize].inc();
-        self.batch
-            .advance(source, message.partition, message.offset, || {
-                context.positions().read(|p| p.fence(tp))
-            });
         let cx = Ingest {
             now_ms: self.now_ms,
             ..self.settings.ingest
         };
-        if let Err(reason) = self.batch.record(source, message, &cx) {
+        let fence = || context.positions().read(|p| p.fence(tp));
+        if let Err(reason) = self.batch.read(source, message, &cx, fence) {
             let topic = self.topics.name(source);
             self.metrics
                 .invalid_events

@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rdkafka::topic_partition_list::Offset;
 
-use crate::batch::Progress;
+use crate::batch::{Position, Progress};
 use crate::metrics::Metrics;
 use crate::sources::Tp;
 
@@ -84,21 +84,21 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Where every assigned partition stands (see the module docs). `-1`: nothing stored yet.
+/// Where every assigned partition stands (see the module docs), with its watermark.
 #[derive(Debug, Default, Clone)]
 pub struct Positions {
-    stored: HashMap<Tp, i64>,
-    fences: HashMap<Tp, i64>,
+    stored: HashMap<Tp, Position>,
+    fences: HashMap<Tp, Position>,
     pending: HashSet<Tp>,
 }
 
 impl Positions {
-    /// Partitions assigned with their stored offsets known.
-    pub fn assign(&mut self, stored: &HashMap<Tp, i64>) {
-        for (tp, next) in stored {
+    /// Partitions assigned with their stored positions known.
+    pub fn assign(&mut self, stored: &HashMap<Tp, Position>) {
+        for (tp, at) in stored {
             self.pending.remove(tp);
-            self.stored.insert(*tp, *next);
-            self.fences.insert(*tp, *next);
+            self.stored.insert(*tp, *at);
+            self.fences.insert(*tp, *at);
         }
     }
 
@@ -123,7 +123,7 @@ impl Positions {
     /// A batch was handed off to a flush: the next batch is fenced on where it ends.
     pub fn hand_off(&mut self, progress: &[Progress]) {
         for p in progress {
-            self.fences.insert((p.source, p.partition), p.next);
+            self.fences.insert((p.source, p.partition), p.reached());
         }
     }
 
@@ -134,7 +134,7 @@ impl Positions {
         for p in progress {
             let tp = (p.source, p.partition);
             if let Some(stored) = self.stored.get_mut(&tp) {
-                *stored = p.next;
+                *stored = p.reached();
                 kept.push((tp, p.next));
             }
         }
@@ -146,19 +146,19 @@ impl Positions {
         self.fences.clone_from(&self.stored);
     }
 
-    /// The fence of `tp` for the next batch.
-    pub fn fence(&self, tp: Tp) -> i64 {
-        self.fences.get(&tp).copied().unwrap_or(-1)
+    /// The fence of `tp` for the next batch, with the watermark it starts from.
+    pub fn fence(&self, tp: Tp) -> Position {
+        self.fences.get(&tp).copied().unwrap_or(Position::START)
     }
 
     /// The stored offset of `tp`; `None` unless assigned here and known.
     pub fn stored(&self, tp: Tp) -> Option<i64> {
-        self.stored.get(&tp).copied()
+        self.stored.get(&tp).map(|at| at.offset)
     }
 
     /// Every assigned partition with a known stored offset.
     pub fn known(&self) -> impl Iterator<Item = (Tp, i64)> + '_ {
-        self.stored.iter().map(|(tp, next)| (*tp, *next))
+        self.stored.iter().map(|(tp, at)| (*tp, at.offset))
     }
 
     /// The partitions waiting for their stored offset.
@@ -192,16 +192,37 @@ mod tests {
             partition: tp.1,
             expected,
             next,
+            watermark_ms: next * 1000,
         }
+    }
+
+    /// Stored positions whose watermark is a function of the offset, for brevity.
+    fn at(stored: &[(Tp, i64)]) -> HashMap<Tp, Position> {
+        let position = |offset: i64| Position {
+            offset,
+            watermark_ms: offset * 1000,
+        };
+        stored.iter().map(|(tp, o)| (*tp, position(*o))).collect()
+    }
+
+    fn offset(p: Position) -> i64 {
+        p.offset
     }
 
     #[test]
     fn a_handed_off_batch_fences_the_next_one_before_it_commits() {
         let mut p = Positions::default();
-        p.assign(&HashMap::from([(A, 10), (B, -1)]));
-        assert_eq!((p.fence(A), p.fence(B)), (10, -1));
+        p.assign(&at(&[(A, 10)]));
+        assert_eq!((offset(p.fence(A)), p.fence(B)), (10, Position::START));
         p.hand_off(&[progress(A, 10, 15)]);
-        assert_eq!(p.fence(A), 15, "the next batch starts where this one ends");
+        assert_eq!(
+            p.fence(A),
+            Position {
+                offset: 15,
+                watermark_ms: 15_000
+            },
+            "the next batch starts where this one ends, with its watermark"
+        );
         assert_eq!(p.stored(A), Some(10), "not stored before the commit");
         assert_eq!(p.commit(&[progress(A, 10, 15)]), [(A, 15)]);
         assert_eq!(p.stored(A), Some(15));
@@ -210,16 +231,16 @@ mod tests {
     #[test]
     fn a_dropped_batch_restarts_from_the_stored_offsets() {
         let mut p = Positions::default();
-        p.assign(&HashMap::from([(A, 10)]));
+        p.assign(&at(&[(A, 10)]));
         p.hand_off(&[progress(A, 10, 15)]);
         p.restart_from_stored();
-        assert_eq!(p.fence(A), 10);
+        assert_eq!((offset(p.fence(A)), p.fence(A).watermark_ms), (10, 10_000));
     }
 
     #[test]
     fn a_commit_after_the_revocation_is_not_kept() {
         let mut p = Positions::default();
-        p.assign(&HashMap::from([(A, 10), (B, 3)]));
+        p.assign(&at(&[(A, 10), (B, 3)]));
         p.revoke(&[A]);
         assert_eq!(
             p.commit(&[progress(A, 10, 15), progress(B, 3, 4)]),
@@ -235,8 +256,8 @@ mod tests {
         assert_eq!((p.stored(A), p.len()), (None, 1));
         assert!(p.pending().contains(&A));
         assert_eq!(p.assigned(), [A]);
-        p.assign(&HashMap::from([(A, 7)]));
+        p.assign(&at(&[(A, 7)]));
         assert!(p.pending().is_empty());
-        assert_eq!((p.stored(A), p.fence(A)), (Some(7), 7));
+        assert_eq!((p.stored(A), offset(p.fence(A))), (Some(7), 7));
     }
 }

@@ -12,6 +12,7 @@ use rdkafka::topic_partition_list::Offset;
 
 use super::rebalance::OFFSETS_READ_WAIT;
 use super::{ConsumeLoop, PENDING_RETRY_MAX};
+use crate::batch::Position;
 use crate::sources::Tp;
 
 impl ConsumeLoop {
@@ -54,9 +55,9 @@ impl ConsumeLoop {
                 return;
             }
         };
-        let sought: HashMap<Tp, i64> = stored
+        let sought: HashMap<Tp, Position> = stored
             .into_iter()
-            .filter(|(tp, next)| self.context().seek(&self.consumer, *tp, *next))
+            .filter(|(tp, at)| self.context().seek(&self.consumer, *tp, at.offset))
             .collect();
         self.context().positions().update(|p| p.assign(&sought));
         let failed = pending.len() - sought.len();

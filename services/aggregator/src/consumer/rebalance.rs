@@ -63,7 +63,7 @@ fn on_assign(cx: &AggregatorContext, consumer: &Consumed, tpl: &TopicPartitionLi
     // Pending partitions start at the end, paused: the little fetched before the pause is
     // dropped, and the seek to the stored offset discards it anyway.
     let seeded = match &stored {
-        Ok(stored) => cx.list(stored.iter().map(|(tp, next)| (*tp, resume_at(*next)))),
+        Ok(stored) => cx.list(stored.iter().map(|(tp, at)| (*tp, resume_at(at.offset)))),
         Err(_) => cx.list(partitions.iter().map(|tp| (*tp, Offset::End))),
     };
     // Routed before the fetchers start, so that no message of theirs goes elsewhere.

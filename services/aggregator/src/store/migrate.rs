@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../../migrations/0006_host_samples_seen.sql"),
     ),
     (7, "roles", include_str!("../../migrations/0007_roles.sql")),
+    (
+        8,
+        "watermarks",
+        include_str!("../../migrations/0008_watermarks.sql"),
+    ),
 ];
 
 /// Every migration, in version order: the history and the sources' own.

@@ -24,7 +24,7 @@ pub use alerts::{AlertRow, AlertStatus, AlertStore};
 pub use connect::{Bounded, Timeouts, bounded, connect_pool};
 pub use migrate::migrate;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Position};
 use crate::db::StoreError;
 use crate::part::{Write, Written};
 use crate::sources::{Source, Tp};
@@ -77,25 +77,25 @@ pub struct FlushLimits {
 // either way fewer rows move than the batch has partitions, which is the fence.
 const FENCED_OFFSETS: &str = "
 WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
-        AS i(topic, partition, expected, next_offset)
+    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
+        AS i(topic, partition, expected, next_offset, watermark_ms)
 ), updated AS (
     UPDATE consumer_offsets AS o
-    SET next_offset = i.next_offset, updated_at = now()
+    SET next_offset = i.next_offset, watermark_ms = i.watermark_ms, updated_at = now()
     FROM input AS i
     WHERE o.group_id = $1 AND o.topic = i.topic AND o.partition = i.partition
         AND i.expected >= 0 AND o.next_offset = i.expected
     RETURNING 1
 ), inserted AS (
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-    SELECT $1, topic, partition, next_offset FROM input WHERE expected = -1
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, watermark_ms)
+    SELECT $1, topic, partition, next_offset, watermark_ms FROM input WHERE expected = -1
     ON CONFLICT (group_id, topic, partition) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted)";
 
 const LOAD_OFFSETS: &str = "
-SELECT o.topic, o.partition, o.next_offset
+SELECT o.topic, o.partition, o.next_offset, o.watermark_ms
 FROM consumer_offsets o
 JOIN unnest($2::text[], $3::int[]) AS i(topic, partition)
     ON o.topic = i.topic AND o.partition = i.partition
@@ -119,8 +119,11 @@ impl Store {
         }
     }
 
-    /// The stored next offsets of `partitions`; partitions never flushed are absent.
-    pub async fn load_offsets(&self, partitions: &[Tp]) -> Result<HashMap<Tp, i64>, StoreError> {
+    /// The stored positions of `partitions`; partitions never flushed are absent.
+    pub async fn load_offsets(
+        &self,
+        partitions: &[Tp],
+    ) -> Result<HashMap<Tp, Position>, StoreError> {
         let client = self.pool.get().await?;
         let names: Vec<&str> = partitions
             .iter()
@@ -134,7 +137,11 @@ impl Store {
             .iter()
             .filter_map(|r| {
                 let source = self.topics.source_of(r.get(0))?;
-                Some(((source, r.get::<_, i32>(1)), r.get(2)))
+                let at = Position {
+                    offset: r.get(2),
+                    watermark_ms: r.get::<_, Option<i64>>(3).unwrap_or(i64::MIN),
+                };
+                Some(((source, r.get::<_, i32>(1)), at))
             })
             .collect())
     }
@@ -195,9 +202,23 @@ impl Store {
         let partitions: Vec<i32> = batch.progress.iter().map(|p| p.partition).collect();
         let expected: Vec<i64> = batch.progress.iter().map(|p| p.expected).collect();
         let next: Vec<i64> = batch.progress.iter().map(|p| p.next).collect();
+        // A partition that yielded no valid event yet has no watermark (NULL).
+        let watermarks: Vec<Option<i64>> = (batch.progress.iter())
+            .map(|p| (p.watermark_ms != i64::MIN).then_some(p.watermark_ms))
+            .collect();
         let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
         let moved: i64 = tx
-            .query_one(&stmt, &[&self.group, &names, &partitions, &expected, &next])
+            .query_one(
+                &stmt,
+                &[
+                    &self.group,
+                    &names,
+                    &partitions,
+                    &expected,
+                    &next,
+                    &watermarks,
+                ],
+            )
             .await?
             .get(0);
         if moved == partitions.len() as i64 {
@@ -222,6 +243,23 @@ impl Store {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The lowest watermark of `source`'s stored partitions; `None` while any has none.
+    pub async fn low_watermark(
+        &self,
+        source: Source,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT CASE WHEN count(*) = count(watermark_ms) THEN min(watermark_ms) END \
+                 FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+                &[&self.group, &self.topics.name(source)],
+            )
+            .await?;
+        let low: Option<i64> = row.get(0);
+        Ok(low.and_then(chrono::DateTime::from_timestamp_millis))
     }
 
     /// The pool, for what a source stores outside a flush (e.g. at start).

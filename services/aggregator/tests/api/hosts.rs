@@ -172,8 +172,8 @@ async fn a_host_sample_carried_by_several_messages_is_stored_once() {
 }
 
 /// The hosts source's own maintenance hook, as the core calls it every 10 minutes: it forgets
-/// the stored sample keys a re-sent copy could no longer match (older than the lateness limit
-/// and an hour), and keeps the others.
+/// the stored sample keys a re-sent copy could no longer match (older than the stream's
+/// watermark by the lateness limit and an hour), and keeps the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_forgets_only_the_sample_keys_too_old_to_match() {
     use aggregator::part::Maintenance;
@@ -183,11 +183,13 @@ async fn maintenance_forgets_only_the_sample_keys_too_old_to_match() {
     let pool =
         aggregator::store::connect_pool(&db.url, 1, aggregator::store::Timeouts::DEFAULT).unwrap();
     aggregator::store::migrate(&pool).await.unwrap();
-    let now = chrono::Utc::now();
+    // The stream's watermark is two days behind the clock (a backlog being replayed): keys
+    // are judged against it, not the clock.
+    let watermark = chrono::Utc::now() - chrono::Duration::days(2);
     let lateness = Duration::from_secs(86_400);
-    // 1 day + 1 hour + a minute old: forgotten; 1 day + 59 minutes old: kept.
+    // 1 day + 1 hour + a minute behind the watermark: forgotten; 1 day + 59 minutes: kept.
     for (host, age_secs) in [("old", 86_400 + 3_660), ("recent", 86_400 + 3_540)] {
-        let time = now - chrono::Duration::seconds(age_secs);
+        let time = watermark - chrono::Duration::seconds(age_secs);
         db.client
             .execute(
                 "INSERT INTO host_samples_seen (host, time) VALUES ($1, $2)",
@@ -196,20 +198,32 @@ async fn maintenance_forgets_only_the_sample_keys_too_old_to_match() {
             .await
             .unwrap();
     }
-    let cx = Maintenance {
+    let hosts = |watermark| Maintenance {
         pool: &pool,
-        now,
+        watermark,
         max_lateness: lateness,
     };
+    let kept = async || -> Vec<String> {
+        (db.client)
+            .query("SELECT host FROM host_samples_seen ORDER BY host", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    // A partition without a watermark accepts any time: nothing may go.
     for source in Source::ALL {
-        source.part().maintain(&cx).await.unwrap();
+        source.part().maintain(&hosts(None)).await.unwrap();
     }
-    let kept: Vec<String> = (db.client)
-        .query("SELECT host FROM host_samples_seen ORDER BY host", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    assert_eq!(kept().await, ["old", "recent"]);
+    for source in Source::ALL {
+        source
+            .part()
+            .maintain(&hosts(Some(watermark)))
+            .await
+            .unwrap();
+    }
+    let kept = kept().await;
     assert_eq!(kept, ["recent"]);
 }

@@ -13,6 +13,7 @@ mod fleet;
 mod helpers;
 mod hosts;
 mod lag;
+mod lateness;
 mod membership;
 mod outages;
 mod postgres_tls;

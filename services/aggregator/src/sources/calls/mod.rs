@@ -117,15 +117,16 @@ impl Calls {
 }
 
 impl Part for Calls {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<i64, Invalid> {
         let call = decode_call(message.key, message.payload, cx.max_message_bytes)?;
-        cx.in_time(call.start_ms)?;
+        let time_ms = call.start_ms;
+        cx.in_time(time_ms)?;
         self.record_call(&cx.rules, &call, message.partition, message.offset);
         if call.duration_ms > cx.rules.long_call_threshold_ms {
             tracing::debug!(caller = %call.caller, callee = %call.callee,
                 duration_ms = call.duration_ms, "long call");
         }
-        Ok(())
+        Ok(time_ms)
     }
 
     fn messages(&self) -> u64 {

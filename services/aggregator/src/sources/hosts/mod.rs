@@ -148,11 +148,12 @@ impl Hosts {
 }
 
 impl Part for Hosts {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<i64, Invalid> {
         let sample = decode_host(message.payload, cx.max_message_bytes)?;
-        cx.in_time(sample.time.timestamp_millis())?;
+        let time_ms = sample.time.timestamp_millis();
+        cx.in_time(time_ms)?;
         self.record_sample(&cx.rules, sample);
-        Ok(())
+        Ok(time_ms)
     }
 
     fn messages(&self) -> u64 {
@@ -171,13 +172,17 @@ impl Part for Hosts {
         Box::pin(store::write(self, to))
     }
 
-    /// Forgets the stored host samples a re-sent copy could no longer match: older than the
-    /// lateness limit (such a copy is rejected as late), with [`SEEN_MARGIN`] to spare.
+    /// Forgets the stored host samples a re-sent copy could no longer match: older than every
+    /// partition's watermark by the lateness limit (such a copy is rejected as late), with
+    /// [`SEEN_MARGIN`] to spare. Nothing while a partition has no watermark.
     fn maintain<'a>(&'a self, cx: &'a Maintenance<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let Some(watermark) = cx.watermark else {
+                return Ok(());
+            };
             let keep = chrono::Duration::from_std(cx.max_lateness + SEEN_MARGIN)
                 .unwrap_or(chrono::Duration::MAX);
-            let before = (cx.now.checked_sub_signed(keep))
+            let before = (watermark.checked_sub_signed(keep))
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
             let pruned = store::prune_seen(cx.pool, before).await?;
             tracing::debug!(pruned, "host sample keys pruned");

@@ -104,11 +104,12 @@ impl Probes {
 }
 
 impl Part for Probes {
-    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<(), Invalid> {
+    fn record(&mut self, message: &Message<'_>, cx: &Ingest) -> Result<i64, Invalid> {
         let result = decode_probe(message.payload, cx.max_message_bytes)?;
-        cx.in_time(result.time.timestamp_millis())?;
+        let time_ms = result.time.timestamp_millis();
+        cx.in_time(time_ms)?;
         self.record_result(&cx.rules, result);
-        Ok(())
+        Ok(time_ms)
     }
 
     fn messages(&self) -> u64 {
