@@ -51,6 +51,9 @@ fleet::metrics! {
         /// Assigned partitions whose stored offset is not read, or not sought, yet (PostgreSQL
         /// did not answer, a flush did not commit, a seek failed): paused, retried with backoff.
         pub partitions_pending: IntGauge = "partitions_pending",
+        /// Failed resumes of paused partitions (each is retried: a partition left paused would
+        /// stop without a word).
+        pub resume_errors: IntCounter = "partition_resume_errors_total",
         /// Partition assignments and revocations.
         pub rebalances: IntCounter = "rebalances_total",
         /// Partitions currently assigned to this instance.

@@ -316,7 +316,13 @@ impl ConsumeLoop {
                     if pause { "paused" } else { "resumed" }
                 );
             }
-            Err(err) => tracing::warn!(%err, "pause/resume failed"),
+            Err(err) => {
+                // Still marked as before: the next budget check tries again.
+                if !pause {
+                    self.context().metrics().resume_errors.inc();
+                }
+                tracing::warn!(%err, "pause/resume failed");
+            }
         }
     }
 

@@ -60,7 +60,7 @@ impl ConsumeLoop {
             .filter(|(tp, at)| self.context().seek(&self.consumer, *tp, at.offset))
             .collect();
         self.context().positions().update(|p| p.assign(&sought));
-        let failed = pending.len() - sought.len();
+        let mut failed = pending.len() - sought.len();
         if !sought.is_empty() {
             tracing::info!(
                 ?sought,
@@ -73,7 +73,11 @@ impl ConsumeLoop {
                 .context()
                 .list(sought.keys().map(|tp| (*tp, Offset::Invalid)));
             if let Err(err) = self.consumer.resume(&list) {
-                tracing::warn!(%err, "resume failed");
+                // Left paused they would never be read again: pending, they are retried.
+                tracing::warn!(%err, "resume failed, retrying");
+                self.context().metrics().resume_errors.inc();
+                (self.context().positions()).update(|p| p.assign_pending(sought.keys().copied()));
+                failed += sought.len();
             }
         }
         if failed > 0 {
