@@ -34,6 +34,7 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64) {
         for (offset, (key, payload)) in messages.iter().enumerate() {
             let offset = offset as i64;
             let message = Message {
+                topic_id: 0,
                 partition: 0,
                 offset,
                 key: Some(key),

@@ -32,11 +32,14 @@ pub struct DeadLetter {
 /// and its *watermark*, the latest event time read from it up to there (milliseconds since
 /// the epoch; `i64::MIN`: none yet). An event is late when it is older than the watermark by
 /// more than `AGG_MAX_LATENESS_SECS`; the watermark is stored with the offset, so a restart
-/// judges every message as the first read did.
+/// judges every message as the first read did. `topic_id` fingerprints the Kafka topic id the
+/// offset belongs to (`0`: unknown): a topic deleted and created again has another, and its
+/// offsets start again at 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub offset: i64,
     pub watermark_ms: i64,
+    pub topic_id: i64,
 }
 
 impl Position {
@@ -44,6 +47,7 @@ impl Position {
     pub const START: Position = Position {
         offset: -1,
         watermark_ms: i64::MIN,
+        topic_id: 0,
     };
 }
 
@@ -57,6 +61,7 @@ pub struct Progress {
     pub expected: i64,
     pub next: i64,
     pub watermark_ms: i64,
+    pub topic_id: i64,
 }
 
 impl Progress {
@@ -65,6 +70,7 @@ impl Progress {
         Position {
             offset: self.next,
             watermark_ms: self.watermark_ms,
+            topic_id: self.topic_id,
         }
     }
 }
@@ -110,6 +116,11 @@ impl Batch {
             watermark_ms: self.progress[at].watermark_ms,
             ..*cx
         };
+        let message = Message {
+            topic_id: self.progress[at].topic_id,
+            ..*message
+        };
+        let message = &message;
         let read = self.fold(source, message, &cx);
         if let Ok(event_ms) = read {
             let watermark = &mut self.progress[at].watermark_ms;
@@ -173,6 +184,7 @@ impl Batch {
                     expected: fence.offset,
                     next: offset + 1,
                     watermark_ms: fence.watermark_ms,
+                    topic_id: fence.topic_id,
                 });
                 self.progress.len() - 1
             }
@@ -227,6 +239,7 @@ impl Batch {
             let fence = || Position {
                 offset: expected(source, message.partition),
                 watermark_ms: cx.watermark_ms,
+                topic_id: message.topic_id,
             };
             let at = batch.advance(source, message.partition, message.offset, fence);
             batch.progress[at].watermark_ms = watermark_after;

@@ -284,7 +284,9 @@ fn create_consumer(
     let mut consumer_config = fleet::kafka::with_defaults(
         &runner.kafka,
         &[
-            ("auto.offset.reset", "earliest"),
+            // Never moved silently: an offset outside the log is handled explicitly (a
+            // recreated topic read from its start, otherwise the partition stops).
+            ("auto.offset.reset", "error"),
             // A restarted instance gets its partitions back within seconds, not a minute.
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "1000"),

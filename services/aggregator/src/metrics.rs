@@ -54,6 +54,13 @@ fleet::metrics! {
         /// Failed resumes of paused partitions (each is retried: a partition left paused would
         /// stop without a word).
         pub resume_errors: IntCounter = "partition_resume_errors_total",
+        /// Partitions found stored for a topic since deleted and created again (another topic
+        /// id): each was restarted from the new topic's start.
+        pub topic_recreations: IntCounter = "topic_recreations_total",
+        /// How far each stopped partition's offset lies outside its log: below the log start
+        /// (messages deleted unread) or beyond its end (truncated); 0 once resumed. Such a
+        /// partition is not read until an operator chooses where it resumes.
+        pub offsets_out_of_range: IntGaugeVec = "offsets_out_of_range" labels ["topic", "partition"],
         /// Partition assignments and revocations.
         pub rebalances: IntCounter = "rebalances_total",
         /// Partitions currently assigned to this instance.

@@ -33,6 +33,9 @@ pub struct Maintenance<'a> {
 /// One Kafka message of a source's topic.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
+    /// Which incarnation of the topic it was read from (see [`crate::batch::Position`]); set
+    /// by the batch from its partition's position.
+    pub topic_id: i64,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<&'a [u8]>,

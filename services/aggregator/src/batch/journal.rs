@@ -13,6 +13,7 @@ const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     source: Source,
+    topic_id: i64,
     partition: i32,
     offset: i64,
     key: Option<(u32, u32)>,
@@ -45,6 +46,7 @@ impl Journal {
         let payload = message.payload.map(|p| self.keep(p));
         self.entries.push(Entry {
             source,
+            topic_id: message.topic_id,
             partition: message.partition,
             offset: message.offset,
             key,
@@ -85,6 +87,7 @@ impl Journal {
                 ..self.ingest?
             };
             let message = Message {
+                topic_id: e.topic_id,
                 partition: e.partition,
                 offset: e.offset,
                 key: e.key.map(slice),

@@ -28,6 +28,7 @@ fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
                 expected: 40,
                 next: 42,
                 watermark_ms: 9,
+                topic_id: 3,
             },
             Progress {
                 source: Source::Calls,
@@ -35,6 +36,7 @@ fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
                 expected: -1,
                 next: 1,
                 watermark_ms: i64::MIN,
+                topic_id: 0,
             },
             Progress {
                 source: Source::Hosts,
@@ -42,6 +44,7 @@ fn progress_keeps_the_first_fence_and_the_highest_next_offset() {
                 expected: 7,
                 next: 8,
                 watermark_ms: 8,
+                topic_id: 3,
             },
         ]
     );
@@ -65,6 +68,7 @@ fn dead_letters_and_long_calls_count_towards_the_memory_budget() {
     let mid = batch.approx_bytes();
     let long_call = br#"{"called_phone_number":"00412222222","start_call_epoch_time":1000,"call_duration":100}"#;
     let message = Message {
+        topic_id: 0,
         partition: 0,
         offset: 1,
         key: Some(b"00411111111"),
@@ -80,6 +84,7 @@ fn at(offset: i64, watermark_ms: i64) -> Position {
     Position {
         offset,
         watermark_ms,
+        topic_id: 3,
     }
 }
 
@@ -100,6 +105,7 @@ fn call_at(offset: i64, start_secs: i64) -> (Message<'static>, String) {
         r#"{{"called_phone_number":"00412222222","start_call_epoch_time":{start_secs},"call_duration":5}}"#
     );
     let message = Message {
+        topic_id: 0,
         partition: 0,
         offset,
         key: Some(b"00411111111"),
@@ -178,6 +184,7 @@ fn a_replayed_range_judges_its_messages_and_leaves_the_watermark_as_the_read_did
             expected: 7,
             next: 9,
             watermark_ms: 10_100_000,
+            topic_id: 3,
         }]
     );
     assert_eq!(half.messages(), 2);

@@ -4,6 +4,7 @@
 //! rebalance callback itself is in [`super::rebalance`].
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,15 +19,20 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::{Commit, Landed, Settle};
-use super::offsets::{Tracked, resume_at};
+use super::offsets::{Tracked, lock, resume_at};
 use super::routes::Routes;
+use super::topic_ids;
 use super::topics::list;
 use crate::batch::Position;
+use crate::db::StoreError;
 use crate::flush::FlushFailure;
 use crate::metrics::Metrics;
 use crate::sources::{Source, Tp};
 use crate::store::Store;
 use crate::topics::Topics;
+
+/// How long reading the topics' ids may take.
+const TOPIC_IDS_WAIT: Duration = Duration::from_secs(5);
 
 /// The consumer context (see the module docs).
 #[derive(Debug)]
@@ -46,6 +52,8 @@ pub struct AggregatorContext {
     commit: Commit,
     /// The partitions read from the fetch queue.
     routes: Routes,
+    /// Each topic's current Kafka topic id (see [`super::topic_ids`]), as last described.
+    topic_ids: Mutex<HashMap<Source, i64>>,
 }
 
 impl AggregatorContext {
@@ -69,7 +77,47 @@ impl AggregatorContext {
             reassigned: AtomicBool::new(false),
             commit: Commit::default(),
             routes: Routes::default(),
+            topic_ids: Mutex::default(),
         }
+    }
+
+    /// Reads the topics' current ids again (bounded); on failure the last ones stay.
+    pub(super) fn describe_topics(&self, consumer: &BaseConsumer<Self>) {
+        let names = self.topics.names();
+        match topic_ids::describe(consumer, &names, TOPIC_IDS_WAIT) {
+            Ok(ids) => {
+                let mut known = lock(&self.topic_ids);
+                for source in Source::ALL {
+                    if let Some(id) = ids.get(self.topics.name(source)) {
+                        known.insert(source, *id);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot read the topics' ids (kept the last ones)"),
+        }
+    }
+
+    /// Whether every topic's id is known.
+    pub(super) fn topic_ids_known(&self) -> bool {
+        lock(&self.topic_ids).len() == Source::ALL.len()
+    }
+
+    /// Whether `source`'s topic now has another id than `topic_id` (both known).
+    pub(super) fn is_recreated(&self, source: Source, topic_id: i64) -> bool {
+        let current = self.topic_id(source);
+        topic_id != topic_ids::UNKNOWN && current != topic_ids::UNKNOWN && current != topic_id
+    }
+
+    /// The consumer group (in PostgreSQL's offsets).
+    pub(super) fn group(&self) -> &str {
+        self.store.group()
+    }
+
+    fn topic_id(&self, source: Source) -> i64 {
+        lock(&self.topic_ids)
+            .get(&source)
+            .copied()
+            .unwrap_or(topic_ids::UNKNOWN)
     }
 
     pub(super) fn metrics(&self) -> &Metrics {
@@ -136,19 +184,76 @@ impl AggregatorContext {
         within: Duration,
     ) -> Result<HashMap<Tp, Position>, String> {
         let read = async {
+            let stored = self.store.load_offsets(partitions).await?;
+            let mut all = HashMap::with_capacity(partitions.len());
+            for tp in partitions {
+                let at = stored.get(tp).copied().unwrap_or(Position::START);
+                all.insert(*tp, self.recognize(*tp, at).await?);
+            }
+            Ok::<_, StoreError>(all)
+        };
+        let read = async {
             tokio::select! {
                 () = self.shutdown.cancelled() => Err("stopping".to_string()),
-                read = tokio::time::timeout(within, self.store.load_offsets(partitions)) => match read {
+                read = tokio::time::timeout(within, read) => match read {
                     Ok(read) => read.map_err(|err| err.to_string()),
                     Err(_) => Err(format!("no answer within {within:?}")),
                 },
             }
         };
-        let stored = self.runtime.block_on(read)?;
-        let all = partitions
-            .iter()
-            .map(|p| (*p, stored.get(p).copied().unwrap_or(Position::START)));
-        Ok(all.collect())
+        self.runtime.block_on(read)
+    }
+
+    /// A stored position as of the topic's current id: one with no id yet takes it; one of a
+    /// topic since deleted and created again (another id) moves, in PostgreSQL and fenced like a
+    /// flush, to the start of the new topic with no watermark, so that it is read from its
+    /// start rather than from an offset of the old one.
+    async fn recognize(&self, tp: Tp, at: Position) -> Result<Position, StoreError> {
+        let current = self.topic_id(tp.0);
+        if at.topic_id == topic_ids::UNKNOWN || current == topic_ids::UNKNOWN {
+            let topic_id = if at.topic_id == topic_ids::UNKNOWN {
+                current
+            } else {
+                at.topic_id
+            };
+            return Ok(Position { topic_id, ..at });
+        }
+        if at.topic_id == current {
+            return Ok(at);
+        }
+        let start = Position {
+            offset: 0,
+            watermark_ms: i64::MIN,
+            topic_id: current,
+        };
+        self.store.restart_partition(tp, at, start).await?;
+        tracing::warn!(
+            topic = self.topics.name(tp.0),
+            partition = tp.1,
+            stored_offset = at.offset,
+            "the topic was deleted and created again: reading the new one from its start"
+        );
+        self.metrics.topic_recreations.inc();
+        Ok(start)
+    }
+
+    /// Assigns a partition again at its stored next offset `next` (seeking is refused for a
+    /// partition librdkafka stopped on an offset error); false if that failed.
+    pub(super) fn reassign(&self, consumer: &BaseConsumer<Self>, tp: Tp, next: i64) -> bool {
+        use rdkafka::consumer::Consumer as _;
+        let reassigned = consumer
+            .incremental_unassign(&self.list([(tp, Offset::Invalid)]))
+            .and_then(|()| consumer.incremental_assign(&self.list([(tp, resume_at(next))])));
+        match reassigned {
+            Ok(()) => {
+                self.routes.route(&self.topics, [tp]);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, partition = tp.1, "assigning again failed");
+                false
+            }
+        }
     }
 
     /// Seeks a partition to where its stored next offset `next` says; false if that failed.

@@ -157,6 +157,12 @@ impl<'a> Record<'a> {
         Some(text.to_string_lossy().into_owned())
     }
 
+    /// Whether this is librdkafka saying that the partition's fetch offset lies outside its log
+    /// (`auto.offset.reset=error`): the partition is not fetched until it is sought again.
+    pub fn is_offset_out_of_range(&self) -> bool {
+        self.fields().err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET
+    }
+
     /// The topic handle: equal pointers are the same topic while the message lives.
     pub fn topic_handle(&self) -> *const c_void {
         self.fields().rkt.cast()

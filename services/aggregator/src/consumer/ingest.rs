@@ -32,6 +32,9 @@ pub(super) struct Ingestor {
     consumed: [prometheus::IntCounter; Source::ALL.len()],
     /// The wall clock when the current read started, milliseconds since the epoch.
     now_ms: i64,
+    /// Partitions whose fetch offset (the second) librdkafka found outside the log, for the
+    /// loop to handle (see [`super::pending`]).
+    pub out_of_range: Vec<(Tp, i64)>,
 }
 
 impl Ingestor {
@@ -46,6 +49,7 @@ impl Ingestor {
             topics,
             consumed,
             now_ms: 0,
+            out_of_range: Vec::new(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Ingestor {
             None
         };
         let message = Message {
+            topic_id: 0, // the batch sets it
             partition: polled.partition(),
             offset: polled.offset(),
             key: polled.key(),
@@ -125,7 +130,14 @@ impl Ingestor {
         let mut sources: Vec<(*const std::ffi::c_void, Option<Source>)> = Vec::with_capacity(3);
         for record in fetched.iter() {
             if let Some(err) = record.error() {
-                tracing::warn!(%err, partition = record.partition(), "consume error");
+                let source = record.topic().and_then(|t| self.topics.source_of(t));
+                match source {
+                    Some(source) if record.is_offset_out_of_range() => {
+                        let tp = (source, record.partition());
+                        self.out_of_range.push((tp, record.offset()));
+                    }
+                    _ => tracing::warn!(%err, partition = record.partition(), "consume error"),
+                }
                 continue;
             }
             let handle = record.topic_handle();
@@ -146,6 +158,7 @@ impl Ingestor {
                 None
             };
             let message = Message {
+                topic_id: 0, // the batch sets it
                 partition: record.partition(),
                 offset: record.offset(),
                 key: record.key(),

@@ -23,6 +23,7 @@
 //! [`crate::store`] for the fence. Kafka's own committed offsets are written after each flush
 //! only so that lag tools see progress.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ mod offsets;
 mod pending;
 mod rebalance;
 mod routes;
+mod topic_ids;
 mod topics;
 
 pub use context::AggregatorContext;
@@ -61,6 +63,8 @@ const BURST: usize = 4096;
 const EAGER_FLUSH_MESSAGES: u64 = 10_000;
 /// Name of the health check that fails when flushes stall.
 const PROGRESS_CHECK: &str = "progress";
+/// Name of the health check that fails while a partition is stopped out of range.
+const OFFSETS_CHECK: &str = "offsets";
 /// How long the loop waits for the first message of a burst.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// The same, while the last part of a backlog waits for the in-flight flush to land.
@@ -101,6 +105,9 @@ pub struct ConsumeLoop {
     pending_retry: (Instant, Backoff),
     /// Cancelled at the shutdown deadline: every flush's token is a child of it.
     abandon: CancellationToken,
+    /// Partitions whose offset librdkafka found outside their log (see [`pending`]): stopped
+    /// at a stored offset (until it moves), or `None`: of a recreated topic, to read again.
+    stopped: HashMap<Tp, Option<i64>>,
 }
 
 impl std::fmt::Debug for ConsumeLoop {
@@ -130,6 +137,11 @@ impl ConsumeLoop {
     ) -> Self {
         health.register(PROGRESS_CHECK, false);
         health.pass(PROGRESS_CHECK);
+        // Not a readiness gate: the other partitions are served; restarting would not help.
+        health.register(OFFSETS_CHECK, false);
+        health.pass(OFFSETS_CHECK);
+        // Before the first assignment, which compares the stored positions with them.
+        consumer.context().describe_topics(&consumer);
         let stall = StallDetector::new(settings.flush_interval * 3);
         // Before the first `poll`, which is where partitions get assigned (and routed).
         #[expect(
@@ -163,6 +175,7 @@ impl ConsumeLoop {
             draining: false,
             pending_retry: (Instant::now(), Backoff::new(PENDING_RETRY_MAX)),
             abandon: CancellationToken::new(),
+            stopped: HashMap::new(),
         }
     }
 
@@ -201,6 +214,9 @@ impl ConsumeLoop {
                 let fetched = fetch.consume(if routed { wait } else { Duration::ZERO }, BURST);
                 caught_up &= fetched.len() < BURST;
                 self.ingest.take_fetched(self.consumer.context(), &fetched);
+            }
+            if !self.ingest.out_of_range.is_empty() {
+                self.stop_out_of_range();
             }
             self.maybe_flush(caught_up);
         }

@@ -193,6 +193,7 @@ mod tests {
             expected,
             next,
             watermark_ms: next * 1000,
+            topic_id: 7,
         }
     }
 
@@ -201,6 +202,7 @@ mod tests {
         let position = |offset: i64| Position {
             offset,
             watermark_ms: offset * 1000,
+            topic_id: 7,
         };
         stored.iter().map(|(tp, o)| (*tp, position(*o))).collect()
     }
@@ -219,7 +221,8 @@ mod tests {
             p.fence(A),
             Position {
                 offset: 15,
-                watermark_ms: 15_000
+                watermark_ms: 15_000,
+                topic_id: 7,
             },
             "the next batch starts where this one ends, with its watermark"
         );

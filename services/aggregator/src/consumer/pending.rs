@@ -2,16 +2,25 @@
 //! not commit every assigned partition is rewound to its stored offset, which means reading it
 //! again; a partition whose offset cannot be read (PostgreSQL down) or sought stays paused and
 //! pending, and is retried with backoff.
+//!
+//! A partition whose offset lies outside its log (`auto.offset.reset=error`: never moved
+//! silently) is either of a topic deleted and created again, which the stored position's topic
+//! id tells (read again from the new topic's start, see `AggregatorContext::stored_offsets`),
+//! or *stopped*: messages deleted before they were read (retention), or a log truncated below
+//! the stored offset (an unclean leader election). A stopped partition stays pending, with
+//! `health_status` 0, `aggregator_offsets_out_of_range` saying how far out it is and a log line
+//! giving the statement that resumes it, until an operator moves its stored offset.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use fleet::retry::Backoff;
 use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::Offset;
 
+use super::offsets::resume_at;
 use super::rebalance::OFFSETS_READ_WAIT;
-use super::{ConsumeLoop, PENDING_RETRY_MAX};
+use super::{ConsumeLoop, OFFSETS_CHECK, PENDING_RETRY_MAX};
 use crate::batch::Position;
 use crate::sources::Tp;
 
@@ -55,10 +64,22 @@ impl ConsumeLoop {
                 return;
             }
         };
-        let sought: HashMap<Tp, Position> = stored
+        let (go, restart) = self.keep_stopped(&stored);
+        if !restart.is_empty() && !self.cooperative() {
+            return self.restart_all(&pending, &stored, &go, &restart);
+        }
+        let sought: HashMap<Tp, Position> = go
             .into_iter()
-            .filter(|(tp, at)| self.context().seek(&self.consumer, *tp, at.offset))
+            .filter(|(tp, at)| {
+                let restarted =
+                    restart.contains(tp) && self.context().reassign(&self.consumer, *tp, at.offset);
+                restarted || self.context().seek(&self.consumer, *tp, at.offset)
+            })
             .collect();
+        for tp in sought.keys() {
+            self.stopped.remove(tp);
+        }
+        self.check_offsets();
         self.context().positions().update(|p| p.assign(&sought));
         let mut failed = pending.len() - sought.len();
         if !sought.is_empty() {
@@ -84,6 +105,182 @@ impl ConsumeLoop {
             self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
         } else {
             self.pending_retry.1.reset();
+        }
+    }
+
+    /// Handles the partitions librdkafka found outside their log (see the module docs).
+    pub(super) fn stop_out_of_range(&mut self) {
+        let found = std::mem::take(&mut self.ingest.out_of_range);
+        // A recreated topic shows here first: read its id again, so that the next read of the
+        // stored positions recognizes it.
+        self.context().describe_topics(&self.consumer);
+        for (tp, offset) in found {
+            let (stored, fence) =
+                (self.context().positions()).read(|p| (p.stored(tp), p.fence(tp)));
+            if self.context().is_recreated(tp.0, fence.topic_id) {
+                self.stopped.insert(tp, None);
+            } else {
+                self.stop(tp, offset, stored.unwrap_or(offset));
+            }
+            self.context()
+                .positions()
+                .update(|p| p.assign_pending([tp]));
+            let list = self.context().list([(tp, Offset::Invalid)]);
+            if let Err(err) = self.consumer.pause(&list) {
+                tracing::warn!(%err, "pause failed (its messages are dropped meanwhile)");
+            }
+        }
+        self.pending_retry = (Instant::now(), Backoff::new(PENDING_RETRY_MAX));
+        self.check_offsets();
+    }
+
+    /// Stops `tp`, whose fetch `offset` lies outside its log; `stored`: its stored offset.
+    fn stop(&mut self, tp: Tp, offset: i64, stored: i64) {
+        let topic = self.context().topics().name(tp.0).to_string();
+        let partition = tp.1;
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&topic, partition, OFFSETS_READ_WAIT)
+            .unwrap_or((-1, -1));
+        let (beyond, resume_at, why) = if offset < low {
+            (
+                low - offset,
+                low,
+                "messages were deleted before they were read",
+            )
+        } else {
+            (offset - high, high, "the log ends before it (truncated)")
+        };
+        (self.context().metrics().offsets_out_of_range)
+            .with_label_values(&[topic.as_str(), &partition.to_string()])
+            .set(beyond);
+        self.stopped.insert(tp, Some(stored));
+        let group = self.context().group().to_string();
+        tracing::error!(
+            topic,
+            partition,
+            offset,
+            log_start = low,
+            log_end = high,
+            "offset outside the partition's log: {why}; the partition is stopped. To resume it at \
+             {resume_at}: UPDATE consumer_offsets SET next_offset = {resume_at}, watermark_ms = NULL \
+             WHERE group_id = '{group}' AND topic = '{topic}' AND partition = {partition}"
+        );
+    }
+
+    /// The partitions among `stored` that may go: all but those stopped whose stored offset
+    /// did not move; and those of them librdkafka stopped on an offset error, whose fetchers
+    /// only a new assignment restarts (it refuses to seek them).
+    fn keep_stopped(&self, stored: &HashMap<Tp, Position>) -> (HashMap<Tp, Position>, HashSet<Tp>) {
+        let mut go = HashMap::with_capacity(stored.len());
+        let mut restart = HashSet::new();
+        for (tp, at) in stored {
+            match self.stopped.get(tp).copied() {
+                Some(Some(was)) if was == at.offset => continue,
+                Some(Some(_)) => {
+                    let topic = self.context().topics().name(tp.0);
+                    (self.context().metrics().offsets_out_of_range)
+                        .with_label_values(&[topic, &tp.1.to_string()])
+                        .set(0);
+                    tracing::info!(
+                        topic,
+                        partition = tp.1,
+                        offset = at.offset,
+                        "stored offset moved: the stopped partition resumes"
+                    );
+                    restart.insert(*tp);
+                }
+                Some(None) => {
+                    restart.insert(*tp);
+                }
+                None => {}
+            }
+            go.insert(*tp, *at);
+        }
+        (go, restart)
+    }
+
+    fn cooperative(&self) -> bool {
+        matches!(
+            self.consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        )
+    }
+
+    /// With the eager protocol a fetcher librdkafka stopped restarts only when the whole
+    /// assignment is assigned again: every partition is rewound (its unflushed messages
+    /// dropped, to be read again), then all are assigned at their stored offsets, those still
+    /// stopped paused.
+    fn restart_all(
+        &mut self,
+        pending: &[Tp],
+        stored: &HashMap<Tp, Position>,
+        go: &HashMap<Tp, Position>,
+        restart: &HashSet<Tp>,
+    ) {
+        let assigned = self.context().positions().read(|p| p.len());
+        if assigned != pending.len() {
+            return self.rewind(); // then here again, with every partition pending
+        }
+        let list = (self.context()).list(stored.iter().map(|(tp, at)| (*tp, resume_at(at.offset))));
+        if let Err(err) = self.consumer.assign(&list) {
+            tracing::warn!(%err, "assigning the partitions again failed, retrying");
+            self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
+            return;
+        }
+        self.context()
+            .routes()
+            .route(self.context().topics(), stored.keys().copied());
+        let held = (self.context()).list(
+            stored
+                .keys()
+                .filter(|tp| !go.contains_key(tp))
+                .map(|tp| (*tp, Offset::Invalid)),
+        );
+        if held.count() > 0
+            && let Err(err) = self.consumer.pause(&held)
+        {
+            tracing::warn!(%err, "pause failed (their messages are dropped meanwhile)");
+        }
+        // A partition's pause outlives its assignment: the going ones are resumed.
+        let going = (self.context()).list(go.keys().map(|tp| (*tp, Offset::Invalid)));
+        if !self.paused
+            && let Err(err) = self.consumer.resume(&going)
+        {
+            tracing::warn!(%err, "resume failed, retrying");
+            self.context().metrics().resume_errors.inc();
+            self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
+            return;
+        }
+        for tp in restart {
+            self.stopped.remove(tp);
+        }
+        self.check_offsets();
+        self.context().positions().update(|p| p.assign(go));
+        tracing::info!(
+            partitions = stored.len(),
+            "partitions assigned again at their stored offsets"
+        );
+        if go.len() < stored.len() {
+            self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
+        } else {
+            self.pending_retry.1.reset();
+        }
+    }
+
+    fn check_offsets(&self) {
+        let mut stopped: Vec<String> = (self.stopped.iter())
+            .filter(|(_, at)| at.is_some())
+            .map(|((s, p), _)| format!("{}[{p}]", self.context().topics().name(*s)))
+            .collect();
+        if stopped.is_empty() {
+            self.health.pass(OFFSETS_CHECK);
+        } else {
+            stopped.sort();
+            self.health.fail(
+                OFFSETS_CHECK,
+                format!("stopped, offset outside the log: {}", stopped.join(", ")),
+            );
         }
     }
 }

@@ -59,6 +59,9 @@ fn on_assign(cx: &AggregatorContext, consumer: &Consumed, tpl: &TopicPartitionLi
         rewind_kept(cx, consumer);
     }
     let partitions = partitions_of(cx.topics(), tpl);
+    if !cx.topic_ids_known() {
+        cx.describe_topics(consumer); // Kafka did not answer at start
+    }
     let stored = cx.stored_offsets(&partitions, OFFSETS_READ_WAIT);
     // Pending partitions start at the end, paused: the little fetched before the pause is
     // dropped, and the seek to the stored offset discards it anyway.

@@ -44,8 +44,8 @@ const MIGRATIONS: &[Migration] = &[
     (7, "roles", include_str!("../../migrations/0007_roles.sql")),
     (
         8,
-        "watermarks",
-        include_str!("../../migrations/0008_watermarks.sql"),
+        "partition_state",
+        include_str!("../../migrations/0008_partition_state.sql"),
     ),
 ];
 

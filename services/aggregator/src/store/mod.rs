@@ -77,25 +77,28 @@ pub struct FlushLimits {
 // either way fewer rows move than the batch has partitions, which is the fence.
 const FENCED_OFFSETS: &str = "
 WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[])
-        AS i(topic, partition, expected, next_offset, watermark_ms)
+    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::bigint[])
+        AS i(topic, partition, expected, next_offset, watermark_ms, topic_id)
 ), updated AS (
     UPDATE consumer_offsets AS o
-    SET next_offset = i.next_offset, watermark_ms = i.watermark_ms, updated_at = now()
+    SET next_offset = i.next_offset, watermark_ms = i.watermark_ms, topic_id = i.topic_id,
+        updated_at = now()
     FROM input AS i
     WHERE o.group_id = $1 AND o.topic = i.topic AND o.partition = i.partition
         AND i.expected >= 0 AND o.next_offset = i.expected
     RETURNING 1
 ), inserted AS (
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, watermark_ms)
-    SELECT $1, topic, partition, next_offset, watermark_ms FROM input WHERE expected = -1
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, watermark_ms, topic_id)
+    SELECT $1, topic, partition, next_offset, watermark_ms, topic_id FROM input
+    WHERE expected = -1
     ON CONFLICT (group_id, topic, partition) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted)";
 
 const LOAD_OFFSETS: &str = "
-SELECT o.topic, o.partition, o.next_offset, o.watermark_ms
+SELECT o.topic, o.partition, o.next_offset, o.watermark_ms, o.topic_id
 FROM consumer_offsets o
 JOIN unnest($2::text[], $3::int[]) AS i(topic, partition)
     ON o.topic = i.topic AND o.partition = i.partition
@@ -140,6 +143,7 @@ impl Store {
                 let at = Position {
                     offset: r.get(2),
                     watermark_ms: r.get::<_, Option<i64>>(3).unwrap_or(i64::MIN),
+                    topic_id: r.get::<_, Option<i64>>(4).unwrap_or(0),
                 };
                 Some(((source, r.get::<_, i32>(1)), at))
             })
@@ -206,6 +210,9 @@ impl Store {
         let watermarks: Vec<Option<i64>> = (batch.progress.iter())
             .map(|p| (p.watermark_ms != i64::MIN).then_some(p.watermark_ms))
             .collect();
+        let topic_ids: Vec<Option<i64>> = (batch.progress.iter())
+            .map(|p| (p.topic_id != 0).then_some(p.topic_id))
+            .collect();
         let stmt = tx.prepare_cached(FENCED_OFFSETS).await?;
         let moved: i64 = tx
             .query_one(
@@ -217,6 +224,7 @@ impl Store {
                     &expected,
                     &next,
                     &watermarks,
+                    &topic_ids,
                 ],
             )
             .await?
@@ -225,6 +233,39 @@ impl Store {
             Ok(moved as u64)
         } else {
             Err(StoreError::Fenced) // dropping the transaction rolls it back
+        }
+    }
+
+    /// Moves `tp`'s stored position from `from` to `to` if it still holds `from` (fenced as a
+    /// flush is; [`StoreError::Fenced`] otherwise): a recreated topic starts again.
+    pub async fn restart_partition(
+        &self,
+        tp: Tp,
+        from: Position,
+        to: Position,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let moved = client
+            .execute(
+                "UPDATE consumer_offsets SET next_offset = $4, topic_id = $5, watermark_ms = NULL, \
+                 updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 \
+                   AND next_offset = $6 AND topic_id = $7",
+                &[
+                    &self.group,
+                    &self.topics.name(tp.0),
+                    &tp.1,
+                    &to.offset,
+                    &to.topic_id,
+                    &from.offset,
+                    &from.topic_id,
+                ],
+            )
+            .await?;
+        if moved == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced)
         }
     }
 
@@ -260,6 +301,11 @@ impl Store {
             .await?;
         let low: Option<i64> = row.get(0);
         Ok(low.and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
+    /// The consumer group whose offsets this store keeps.
+    pub fn group(&self) -> &str {
+        &self.group
     }
 
     /// The pool, for what a source stores outside a flush (e.g. at start).

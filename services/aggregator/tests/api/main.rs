@@ -15,6 +15,7 @@ mod hosts;
 mod lag;
 mod lateness;
 mod membership;
+mod offsets;
 mod outages;
 mod postgres_tls;
 mod probes;

@@ -57,6 +57,9 @@ impl WindowDelta {
 /// A call above the long-call threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongCall {
+    /// The topic incarnation (see [`crate::batch::Position`]): with the partition and offset,
+    /// the message's key in `long_calls`.
+    pub topic_id: i64,
     pub partition: i32,
     pub offset: i64,
     pub call_id: Option<uuid::Uuid>,
@@ -82,8 +85,9 @@ pub struct Calls {
 }
 
 impl Calls {
-    /// Adds a valid call read at `partition`/`offset`.
-    pub fn record_call(&mut self, rules: &Rules, call: &Call<'_>, partition: i32, offset: i64) {
+    /// Adds a valid call read at `at` (its topic id, partition and offset).
+    pub fn record_call(&mut self, rules: &Rules, call: &Call<'_>, at: (i64, i32, i64)) {
+        let (topic_id, partition, offset) = at;
         let long = call.duration_ms > rules.long_call_threshold_ms;
         let delta = WindowDelta::single(call.duration_ms, long);
         self.windows
@@ -96,6 +100,7 @@ impl Calls {
         if long {
             self.approx_bytes += LONG_CALL_OVERHEAD + call.caller.len() + call.callee.len();
             self.long_calls.push(LongCall {
+                topic_id,
                 partition,
                 offset,
                 call_id: call.call_id,
@@ -121,7 +126,8 @@ impl Part for Calls {
         let call = decode_call(message.key, message.payload, cx.max_message_bytes)?;
         let time_ms = call.start_ms;
         cx.in_time(time_ms)?;
-        self.record_call(&cx.rules, &call, message.partition, message.offset);
+        let at = (message.topic_id, message.partition, message.offset);
+        self.record_call(&cx.rules, &call, at);
         if call.duration_ms > cx.rules.long_call_threshold_ms {
             tracing::debug!(caller = %call.caller, callee = %call.callee,
                 duration_ms = call.duration_ms, "long call");

@@ -30,7 +30,7 @@ ON CONFLICT (window_start, window_secs) DO UPDATE SET
     updated_at = now()";
 
 const COPY_LONG_CALLS: &str = "COPY long_calls \
-    (topic, partition, kafka_offset, call_id, caller, callee, start_time, duration_ms) \
+    (topic, topic_id, partition, kafka_offset, call_id, caller, callee, start_time, duration_ms) \
     FROM STDIN BINARY";
 
 const ADD_TOTALS: &str = "UPDATE call_totals SET calls = calls + $1, \
@@ -138,6 +138,7 @@ async fn copy_long_calls(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreErro
     let sink = to.tx.copy_in(COPY_LONG_CALLS).await?;
     let types = [
         Type::TEXT,
+        Type::INT8,
         Type::INT4,
         Type::INT8,
         Type::UUID,
@@ -155,6 +156,7 @@ async fn copy_long_calls(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreErro
             .as_mut()
             .write(&[
                 &topic,
+                &call.topic_id,
                 &call.partition,
                 &call.offset,
                 &call.call_id,

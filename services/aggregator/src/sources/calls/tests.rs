@@ -20,9 +20,9 @@ fn call(start_ms: i64, duration_ms: i64) -> Call<'static> {
 #[test]
 fn calls_add_into_their_own_window_including_late_ones() {
     let mut batch = Calls::default();
-    batch.record_call(&RULES, &call(120_500, 10_000), 0, 0);
-    batch.record_call(&RULES, &call(150_000, 70_000), 0, 1);
-    batch.record_call(&RULES, &call(5_000, 1_000), 0, 2); // late: an earlier window
+    batch.record_call(&RULES, &call(120_500, 10_000), (0, 0, 0));
+    batch.record_call(&RULES, &call(150_000, 70_000), (0, 0, 1));
+    batch.record_call(&RULES, &call(5_000, 1_000), (0, 0, 2)); // late: an earlier window
     assert_eq!(
         batch.sorted_windows(),
         vec![
@@ -54,8 +54,8 @@ fn calls_add_into_their_own_window_including_late_ones() {
 #[test]
 fn long_means_strictly_longer_than_the_threshold() {
     let mut batch = Calls::default();
-    batch.record_call(&RULES, &call(0, 60_000), 3, 10);
-    batch.record_call(&RULES, &call(0, 60_001), 3, 11);
+    batch.record_call(&RULES, &call(0, 60_000), (0, 3, 10));
+    batch.record_call(&RULES, &call(0, 60_001), (0, 3, 11));
     assert_eq!(batch.long_calls.len(), 1);
     assert_eq!(
         (batch.long_calls[0].partition, batch.long_calls[0].offset),
