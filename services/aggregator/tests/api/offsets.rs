@@ -144,10 +144,6 @@ async fn messages_deleted_before_they_were_read_stop_the_partition_until_it_is_m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_ends_before_the_stored_offset_stops_the_partition_until_it_is_moved() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("aggregator=debug,fleet=info")
-        .with_test_writer()
-        .try_init();
     let Spawned(names, bootstrap, db, app) = spawn_app().await;
     let first = produce_calls(&bootstrap, &names.calls, 100, 51);
     db.wait_for_offsets(&names.group, 100, Duration::from_secs(60))
