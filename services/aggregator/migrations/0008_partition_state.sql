@@ -13,7 +13,7 @@ ALTER TABLE consumer_offsets ADD COLUMN watermark_ms bigint, ADD COLUMN topic_id
 -- A long call's key is its Kafka message, and a message is (topic incarnation, partition,
 -- offset): the rows of a recreated topic must not collide with those of the old one. Rows
 -- stored before this migration have 0 (unknown). Adding a column with a constant default is
--- instant; rebuilding the primary key reads the table once (1,000,000 rows: see
+-- instant; rebuilding the primary key reads the table once (0.94 s for 1,000,000 rows, see
 -- docs/operations.md#upgrading).
 ALTER TABLE long_calls ADD COLUMN topic_id bigint NOT NULL DEFAULT 0;
 ALTER TABLE long_calls DROP CONSTRAINT long_calls_pkey;
