@@ -121,13 +121,12 @@ impl Batch {
             ..*message
         };
         let message = &message;
+        self.journal.push(source, message, &cx);
         let read = self.fold(source, message, &cx);
         if let Ok(event_ms) = read {
             let watermark = &mut self.progress[at].watermark_ms;
             *watermark = (*watermark).max(event_ms);
         }
-        let after = self.progress[at].watermark_ms;
-        self.journal.push(source, message, &cx, after);
         read.map(|_| ())
     }
 
@@ -222,8 +221,9 @@ impl Batch {
     }
 
     /// A batch of the recorded messages `range`, recorded again as they were read (judged
-    /// against the same watermark and clock, so the same verdicts, and leaving each partition's
-    /// watermark where the read did), its fences taken from `expected`. Read in order,
+    /// against the same watermark and clock, so the same verdicts, and decoded again, so that
+    /// each partition's watermark ends where the read left it), its fences taken from
+    /// `expected`. Read in order,
     /// the messages of a range are a contiguous run of each partition they touch, so
     /// consecutive ranges commit one after the other like consecutive batches.
     ///
@@ -234,20 +234,31 @@ impl Batch {
         expected: impl Fn(Source, i32) -> i64,
         refused: Option<&str>,
     ) -> Batch {
+        let topic_id = |source: Source, partition: i32| {
+            (self.progress.iter())
+                .find(|p| p.source == source && p.partition == partition)
+                .map_or(0, |p| p.topic_id)
+        };
         let mut batch = Batch::default();
-        for (source, message, cx, watermark_after) in self.journal.entries(range) {
+        for (source, message, cx) in self.journal.entries(range, topic_id) {
             let fence = || Position {
                 offset: expected(source, message.partition),
                 watermark_ms: cx.watermark_ms,
                 topic_id: message.topic_id,
             };
             let at = batch.advance(source, message.partition, message.offset, fence);
-            batch.progress[at].watermark_ms = watermark_after;
-            match refused {
-                None => {
-                    let _ = batch.fold(source, &message, &cx);
-                }
-                Some(sqlstate) => batch.record_dead_letter(DeadLetter {
+            // Decoded again either way: its time moves the watermark as the read's did.
+            let mut decoded = Batch::default();
+            let folded = match refused {
+                None => batch.fold(source, &message, &cx),
+                Some(_) => decoded.fold(source, &message, &cx),
+            };
+            if let Ok(event_ms) = folded {
+                let watermark = &mut batch.progress[at].watermark_ms;
+                *watermark = (*watermark).max(event_ms);
+            }
+            if let Some(sqlstate) = refused {
+                batch.record_dead_letter(DeadLetter {
                     source,
                     partition: message.partition,
                     offset: message.offset,
@@ -255,7 +266,7 @@ impl Batch {
                     sqlstate: Some(sqlstate.to_string()),
                     key: message.key.map(<[u8]>::to_vec),
                     payload: message.payload.map(<[u8]>::to_vec),
-                }),
+                });
             }
         }
         batch

@@ -1,6 +1,7 @@
 //! Every message of a batch, byte for byte, with what it was judged by: what lets a flush that
 //! PostgreSQL refused for its data be split and replayed (see `crate::flush`). The bytes go
-//! into one growing buffer, so recording costs a copy, not an allocation per message.
+//! into one growing buffer, so recording costs a copy, not an allocation per message; an entry
+//! keeps only what differs between messages (a partition's topic id is its progress's).
 
 use std::ops::Range;
 
@@ -9,20 +10,21 @@ use crate::sources::Source;
 
 /// Per-entry bookkeeping, for the memory budget.
 const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+/// The length of an absent key or payload.
+const ABSENT: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    source: Source,
-    topic_id: i64,
-    partition: i32,
     offset: i64,
-    key: Option<(u32, u32)>,
-    payload: Option<(u32, u32)>,
-    /// What it was judged by.
+    /// What it was judged by: the clock, and its partition's watermark.
     now_ms: i64,
     watermark_ms: i64,
-    /// Its partition's watermark once it was read.
-    watermark_after: i64,
+    /// Where its key starts in the buffer; its payload follows.
+    start: u32,
+    key_len: u32,
+    payload_len: u32,
+    partition: i32,
+    source: Source,
 }
 
 /// The messages of one batch, in the order they were recorded.
@@ -30,39 +32,36 @@ struct Entry {
 pub(super) struct Journal {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
-    /// The rules and limits of the run (the same for every message; only the time differs).
+    /// The rules and limits of the run (the same for every message; only the times differ).
     ingest: Option<Ingest>,
 }
 
 impl Journal {
-    pub fn push(
-        &mut self,
-        source: Source,
-        message: &Message<'_>,
-        cx: &Ingest,
-        watermark_after: i64,
-    ) {
-        let key = message.key.map(|k| self.keep(k));
-        let payload = message.payload.map(|p| self.keep(p));
-        self.entries.push(Entry {
-            source,
-            topic_id: message.topic_id,
-            partition: message.partition,
-            offset: message.offset,
-            key,
-            payload,
-            now_ms: cx.now_ms,
-            watermark_ms: cx.watermark_ms,
-            watermark_after,
-        });
-        self.ingest.get_or_insert(*cx);
-    }
-
-    fn keep(&mut self, bytes: &[u8]) -> (u32, u32) {
+    pub fn push(&mut self, source: Source, message: &Message<'_>, cx: &Ingest) {
         // A batch is bounded by `AGG_MAX_PENDING_BYTES`, far below 4 GiB.
         let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(bytes);
-        (start, bytes.len() as u32)
+        let mut keep = |bytes: Option<&[u8]>| match bytes {
+            Some(bytes) => {
+                self.bytes.extend_from_slice(bytes);
+                bytes.len() as u32
+            }
+            None => ABSENT,
+        };
+        let key_len = keep(message.key);
+        let payload_len = keep(message.payload);
+        self.entries.push(Entry {
+            offset: message.offset,
+            now_ms: cx.now_ms,
+            watermark_ms: cx.watermark_ms,
+            start,
+            key_len,
+            payload_len,
+            partition: message.partition,
+            source,
+        });
+        if self.ingest.is_none() {
+            self.ingest = Some(*cx);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -73,27 +72,36 @@ impl Journal {
         self.bytes.capacity() + self.entries.capacity() * ENTRY_BYTES
     }
 
-    /// The messages `range`, each with the judgement it was recorded under and its
-    /// partition's watermark after it.
-    pub fn entries(
-        &self,
+    /// The messages `range`, each with the judgement it was recorded under; `topic_id` gives
+    /// a partition's topic id.
+    pub fn entries<'a>(
+        &'a self,
         range: Range<usize>,
-    ) -> impl Iterator<Item = (Source, Message<'_>, Ingest, i64)> + '_ {
-        self.entries[range].iter().filter_map(|e| {
-            let slice = |(start, len): (u32, u32)| &self.bytes[start as usize..][..len as usize];
+        topic_id: impl Fn(Source, i32) -> i64 + 'a,
+    ) -> impl Iterator<Item = (Source, Message<'a>, Ingest)> + 'a {
+        self.entries[range].iter().filter_map(move |e| {
+            let mut at = e.start as usize;
+            let mut take = |len: u32| {
+                (len != ABSENT).then(|| {
+                    let bytes = &self.bytes[at..][..len as usize];
+                    at += len as usize;
+                    bytes
+                })
+            };
+            let (key, payload) = (take(e.key_len), take(e.payload_len));
             let cx = Ingest {
                 now_ms: e.now_ms,
                 watermark_ms: e.watermark_ms,
                 ..self.ingest?
             };
             let message = Message {
-                topic_id: e.topic_id,
+                topic_id: topic_id(e.source, e.partition),
                 partition: e.partition,
                 offset: e.offset,
-                key: e.key.map(slice),
-                payload: e.payload.map(slice),
+                key,
+                payload,
             };
-            Some((e.source, message, cx, e.watermark_after))
+            Some((e.source, message, cx))
         })
     }
 }
