@@ -23,4 +23,5 @@ mod refused;
 mod roles;
 mod security;
 mod settings;
+mod stalls;
 mod tracing;
