@@ -183,7 +183,8 @@ impl Flusher {
                     self.count(AttemptError::Dlq);
                     self.failing.set(true);
                     self.health.fail(DLQ_CHECK, err.to_string());
-                    cause.log("dead-letter delivery failed, retrying", &err.to_string());
+                    let detail = err.to_string();
+                    cause.log("dead-letter delivery failed, retrying", &detail, &detail);
                 }
             }
             if sent.all(&batch.dead_letters) {
@@ -220,7 +221,7 @@ impl Flusher {
                         self.count(kind);
                         self.failing.set(true);
                         self.health.fail(POSTGRES_CHECK, err.to_string());
-                        cause.log("flush failed, retrying", &err.cause());
+                        cause.log("flush failed, retrying", &err.cause(), &err.to_string());
                     }
                 }
             }
@@ -251,11 +252,13 @@ impl Flusher {
 struct Cause(Option<String>);
 
 impl Cause {
-    fn log(&mut self, what: &str, cause: &str) {
+    /// Logs `what` happened, because of `cause` (the same for every repeat), said in full by
+    /// `detail`.
+    fn log(&mut self, what: &str, cause: &str, detail: &str) {
         if self.0.as_deref() == Some(cause) {
-            tracing::debug!(cause, "{what}");
+            tracing::debug!(cause, error = detail, "{what}");
         } else {
-            tracing::warn!(cause, "{what}");
+            tracing::warn!(cause, error = detail, "{what}");
             self.0 = Some(cause.to_string());
         }
     }
