@@ -97,7 +97,8 @@ pub struct Config {
 
     /// Deadline of one flush attempt, in seconds (also its `statement_timeout` and
     /// `idle_in_transaction_session_timeout`, and the deadline of an alert insert): past it the
-    /// attempt is cancelled, its connection discarded, and the flush retried.
+    /// attempt is cancelled, its connection discarded, and the flush retried with twice the
+    /// deadline, up to 8 times this.
     #[arg(long, env = "AGG_FLUSH_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub agg_flush_timeout_secs: u64,
@@ -172,10 +173,9 @@ impl Config {
         }
     }
 
-    /// The server-side limits of a flush.
+    /// The server-side limits of a flush besides its deadline.
     pub fn flush_limits(&self) -> FlushLimits {
         FlushLimits {
-            statement: self.flush_timeout(),
             lock: Duration::from_millis(self.db_lock_timeout_ms),
         }
     }

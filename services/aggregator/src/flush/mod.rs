@@ -172,6 +172,7 @@ impl Flusher {
     ) -> Result<Stored, Outcome> {
         let mut backoff = Backoff::new(Duration::from_secs(5));
         let mut cause = Cause::default();
+        let mut deadline = self.attempt_timeout;
         loop {
             let delivered = tokio::select! {
                 () = cancel.cancelled() => return Err(Outcome::Failed(FlushFailure::Abandoned)),
@@ -189,7 +190,7 @@ impl Flusher {
             }
             if sent.all(&batch.dead_letters) {
                 let started = Instant::now();
-                match self.attempt(batch, cancel).await {
+                match self.attempt(batch, deadline, cancel).await {
                     Ok(stored) => {
                         *took += started.elapsed();
                         self.failing.set(false);
@@ -215,7 +216,10 @@ impl Flusher {
                             return Err(Outcome::Refused(sqlstate.to_string()));
                         }
                         let kind = match err {
-                            StoreError::TimedOut(_) => AttemptError::Timeout,
+                            StoreError::TimedOut(_) => {
+                                deadline = longer(deadline, self.attempt_timeout);
+                                AttemptError::Timeout
+                            }
                             _ => AttemptError::Postgres,
                         };
                         self.count(kind);
@@ -232,11 +236,17 @@ impl Flusher {
         }
     }
 
-    /// One transaction, within the attempt deadline (see [`bounded`]).
-    async fn attempt(&self, batch: &Batch, cancel: &CancellationToken) -> Result<Stored, Bounded> {
-        let flush =
-            async |client: &mut deadpool_postgres::Client| self.store.flush(client, batch).await;
-        bounded(self.store.pool(), self.attempt_timeout, Some(cancel), flush).await
+    /// One transaction within `deadline` (see [`bounded`]).
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        deadline: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Stored, Bounded> {
+        let flush = async |client: &mut deadpool_postgres::Client| {
+            self.store.flush(client, batch, deadline).await
+        };
+        bounded(self.store.pool(), deadline, Some(cancel), flush).await
     }
 
     fn count(&self, error: AttemptError) {
@@ -244,6 +254,18 @@ impl Flusher {
             .with_label_values(&[error.as_str()])
             .inc();
     }
+}
+
+/// How many times `AGG_FLUSH_TIMEOUT_SECS` an attempt may get after attempts that ran out of
+/// time.
+const MAX_DEADLINE_GROWTH: u32 = 8;
+
+/// The deadline of the attempt after one that ran out of time: twice as long, up to
+/// [`MAX_DEADLINE_GROWTH`] times the setting. A batch that is merely slow (a large backlog, a
+/// loaded server, either of which may also be why statements pass `statement_timeout`)
+/// completes in the end; a silent connection still costs at most that.
+fn longer(deadline: Duration, setting: Duration) -> Duration {
+    (deadline * 2).min(setting * MAX_DEADLINE_GROWTH)
 }
 
 /// The last cause logged: a failure repeated every retry is said once, then at debug level
@@ -261,5 +283,23 @@ impl Cause {
             tracing::warn!(cause, error = detail, "{what}");
             self.0 = Some(cause.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_that_ran_out_doubles_up_to_eight_times_the_setting() {
+        let setting = Duration::from_secs(2);
+        let mut deadline = setting;
+        let grown: Vec<u64> = (0..5)
+            .map(|_| {
+                deadline = longer(deadline, setting);
+                deadline.as_secs()
+            })
+            .collect();
+        assert_eq!(grown, [4, 8, 16, 16, 16]);
     }
 }

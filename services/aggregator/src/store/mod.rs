@@ -60,12 +60,9 @@ pub struct Store {
     limits: FlushLimits,
 }
 
-/// Server-side limits of a flush transaction: PostgreSQL cancels a statement past them and
-/// releases its locks, where a client-side deadline alone would leave them held.
+/// Server-side limits of a flush transaction besides its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushLimits {
-    /// `statement_timeout` (`AGG_FLUSH_TIMEOUT_SECS`).
-    pub statement: Duration,
     /// `lock_timeout` (`DB_LOCK_TIMEOUT_MS`): an operator's `LOCK TABLE` fails the attempt,
     /// which is retried, instead of blocking it for as long as the lock is held.
     pub lock: Duration,
@@ -151,20 +148,21 @@ impl Store {
     }
 
     /// Writes `batch` in one transaction on `client` (see the module docs): the fence first,
-    /// then each source's part. Returns what each part wrote, and the offset rows.
+    /// then each source's part. Returns what each part wrote, and the offset rows. `deadline`
+    /// is the attempt's: PostgreSQL cancels a statement past it, and ends the transaction if
+    /// its client goes silent that long, releasing its locks (a client-side deadline alone
+    /// would leave them held, and every later attempt waiting on them).
     pub async fn flush(
         &self,
         client: &mut deadpool_postgres::Client,
         batch: &Batch,
+        deadline: Duration,
     ) -> Result<Stored, StoreError> {
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting
         // for the WAL flush lets the next flush start sooner.
-        // The server ends a transaction whose client went silent mid-way (an attempt past its
-        // deadline, a frozen connection): otherwise its row locks would outlive it and every
-        // later attempt would wait on them.
-        let deadline = self.limits.statement.as_millis();
+        let deadline = deadline.as_millis();
         tx.batch_execute(&format!(
             "SET LOCAL synchronous_commit TO off; \
              SET LOCAL statement_timeout = {deadline}; \
