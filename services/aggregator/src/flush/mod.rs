@@ -17,7 +17,7 @@ mod isolate;
 mod letters;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use fleet::health::Health;
@@ -243,10 +243,17 @@ impl Flusher {
         deadline: Duration,
         cancel: &CancellationToken,
     ) -> Result<Stored, Bounded> {
+        let backend = AtomicI32::new(0);
         let flush = async |client: &mut deadpool_postgres::Client| {
-            self.store.flush(client, batch, deadline).await
+            self.store.flush(client, batch, deadline, &backend).await
         };
-        bounded(self.store.pool(), deadline, Some(cancel), flush).await
+        let attempt = bounded(self.store.pool(), deadline, Some(cancel), flush).await;
+        if let Err(Bounded::Cancelled | Bounded::Failed(StoreError::TimedOut(_))) = &attempt {
+            // Before the next attempt, which would wait on its locks.
+            let backend = backend.load(Ordering::Relaxed);
+            self.store.terminate(backend, TERMINATE_WAIT).await;
+        }
+        attempt
     }
 
     fn count(&self, error: AttemptError) {
@@ -255,6 +262,9 @@ impl Flusher {
             .inc();
     }
 }
+
+/// How long ending an abandoned attempt's server session may take.
+const TERMINATE_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times `AGG_FLUSH_TIMEOUT_SECS` an attempt may get after attempts that ran out of
 /// time.

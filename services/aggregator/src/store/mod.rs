@@ -16,6 +16,7 @@ mod connect;
 mod migrate;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -151,26 +152,34 @@ impl Store {
     /// then each source's part. Returns what each part wrote, and the offset rows. `deadline`
     /// is the attempt's: PostgreSQL cancels a statement past it, and ends the transaction if
     /// its client goes silent that long, releasing its locks (a client-side deadline alone
-    /// would leave them held, and every later attempt waiting on them).
+    /// would leave them held, and every later attempt waiting on them). `backend` gets the
+    /// server process's id, for [`Store::terminate`].
     pub async fn flush(
         &self,
         client: &mut deadpool_postgres::Client,
         batch: &Batch,
         deadline: Duration,
+        backend: &AtomicI32,
     ) -> Result<Stored, StoreError> {
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting
         // for the WAL flush lets the next flush start sooner.
-        let deadline = deadline.as_millis();
-        tx.batch_execute(&format!(
-            "SET LOCAL synchronous_commit TO off; \
-             SET LOCAL statement_timeout = {deadline}; \
-             SET LOCAL idle_in_transaction_session_timeout = {deadline}; \
-             SET LOCAL lock_timeout = {}",
-            self.limits.lock.as_millis()
-        ))
-        .await?;
+        // One round trip, which also says which server process runs the transaction.
+        let (deadline, lock) = (
+            deadline.as_millis().to_string(),
+            self.limits.lock.as_millis().to_string(),
+        );
+        let row = tx
+            .query_one(
+                "SELECT pg_backend_pid(), set_config('synchronous_commit', 'off', true), \
+                 set_config('statement_timeout', $1, true), \
+                 set_config('idle_in_transaction_session_timeout', $1, true), \
+                 set_config('lock_timeout', $2, true)",
+                &[&deadline, &lock],
+            )
+            .await?;
+        backend.store(row.get(0), Ordering::Relaxed);
         // Fence first: a stale batch fails before it writes anything.
         let offsets = self.advance_offsets(&tx, batch).await?;
         let mut parts = Vec::with_capacity(Source::ALL.len());
@@ -299,6 +308,29 @@ impl Store {
             .await?;
         let low: Option<i64> = row.get(0);
         Ok(low.and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
+    /// Ends the server process `backend` (from [`Store::flush`]) and its transaction: what is
+    /// left of an attempt that ran out of time. Neither `statement_timeout` nor
+    /// `idle_in_transaction_session_timeout` ends a `COPY` waiting for data from a client that
+    /// went silent, and its locks would stop every later flush. The same role may end its own
+    /// sessions. Within `deadline`; a failure is only logged (the server's own timeouts remain).
+    pub async fn terminate(&self, backend: i32, deadline: Duration) {
+        if backend == 0 {
+            return;
+        }
+        let end = async |client: &mut deadpool_postgres::Client| {
+            client
+                .execute("SELECT pg_terminate_backend($1)", &[&backend])
+                .await?;
+            Ok(())
+        };
+        match bounded(&self.pool, deadline, None, end).await {
+            Ok(()) => tracing::debug!(backend, "ended the server session of an abandoned attempt"),
+            Err(err) => {
+                tracing::warn!(backend, err = ?err, "cannot end the server session of an abandoned attempt")
+            }
+        }
     }
 
     /// The consumer group whose offsets this store keeps.
