@@ -249,9 +249,14 @@ impl Flusher {
         };
         let attempt = bounded(self.store.pool(), deadline, Some(cancel), flush).await;
         if let Err(Bounded::Cancelled | Bounded::Failed(StoreError::TimedOut(_))) = &attempt {
-            // Before the next attempt, which would wait on its locks.
+            // Before the next attempt, which would wait on its locks. Another try if the
+            // connection it took was a silent one too (each such is then out of the pool).
             let backend = backend.load(Ordering::Relaxed);
-            self.store.terminate(backend, TERMINATE_WAIT).await;
+            for _ in 0..TERMINATE_TRIES {
+                if self.store.terminate(backend, TERMINATE_WAIT).await {
+                    break;
+                }
+            }
         }
         attempt
     }
@@ -263,8 +268,9 @@ impl Flusher {
     }
 }
 
-/// How long ending an abandoned attempt's server session may take.
+/// How long ending an abandoned attempt's server session may take, and how many tries it gets.
 const TERMINATE_WAIT: Duration = Duration::from_secs(5);
+const TERMINATE_TRIES: usize = 3;
 
 /// How many times `AGG_FLUSH_TIMEOUT_SECS` an attempt may get after attempts that ran out of
 /// time.

@@ -314,10 +314,10 @@ impl Store {
     /// left of an attempt that ran out of time. Neither `statement_timeout` nor
     /// `idle_in_transaction_session_timeout` ends a `COPY` waiting for data from a client that
     /// went silent, and its locks would stop every later flush. The same role may end its own
-    /// sessions. Within `deadline`; a failure is only logged (the server's own timeouts remain).
-    pub async fn terminate(&self, backend: i32, deadline: Duration) {
+    /// sessions. Within `deadline`; false if that failed (logged).
+    pub async fn terminate(&self, backend: i32, deadline: Duration) -> bool {
         if backend == 0 {
-            return;
+            return true;
         }
         let end = async |client: &mut deadpool_postgres::Client| {
             client
@@ -326,9 +326,17 @@ impl Store {
             Ok(())
         };
         match bounded(&self.pool, deadline, None, end).await {
-            Ok(()) => tracing::debug!(backend, "ended the server session of an abandoned attempt"),
+            Ok(()) => {
+                tracing::debug!(backend, "ended the server session of an abandoned attempt");
+                true
+            }
             Err(err) => {
-                tracing::warn!(backend, err = ?err, "cannot end the server session of an abandoned attempt")
+                tracing::warn!(
+                    backend,
+                    ?err,
+                    "cannot end the server session of an abandoned attempt"
+                );
+                false
             }
         }
     }
