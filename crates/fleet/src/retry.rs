@@ -33,6 +33,24 @@ impl Backoff {
     }
 }
 
+/// The cause of the last failure logged: a failure repeated on every retry is logged once at
+/// warn, then at debug (its detail stays in `/readyz`); another cause is logged at warn again.
+#[derive(Debug, Default)]
+pub struct SaidOnce(Option<String>);
+
+impl SaidOnce {
+    /// Logs that `what` happened because of `cause` (the same text for every repeat of one
+    /// failure), said in full by `detail`.
+    pub fn log(&mut self, what: &str, cause: &str, detail: &str) {
+        if self.0.as_deref() == Some(cause) {
+            tracing::debug!(cause, error = detail, "{what}");
+        } else {
+            tracing::warn!(cause, error = detail, "{what}");
+            self.0 = Some(cause.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

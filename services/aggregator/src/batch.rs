@@ -248,10 +248,9 @@ impl Batch {
             };
             let at = batch.advance(source, message.partition, message.offset, fence);
             // Decoded again either way: its time moves the watermark as the read's did.
-            let mut decoded = Batch::default();
             let folded = match refused {
                 None => batch.fold(source, &message, &cx),
-                Some(_) => decoded.fold(source, &message, &cx),
+                Some(_) => Batch::default().fold(source, &message, &cx),
             };
             if let Ok(event_ms) = folded {
                 let watermark = &mut batch.progress[at].watermark_ms;

@@ -173,9 +173,10 @@ impl Config {
         }
     }
 
-    /// The server-side limits of a flush besides its deadline.
+    /// The limits of a flush, and of the store's other queries.
     pub fn flush_limits(&self) -> FlushLimits {
         FlushLimits {
+            deadline: self.flush_timeout(),
             lock: Duration::from_millis(self.db_lock_timeout_ms),
         }
     }

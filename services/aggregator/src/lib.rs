@@ -155,8 +155,6 @@ impl Application {
             topics: topics.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
-            attempt_timeout: config.flush_timeout(),
-            ingest: settings.ingest,
             failing: Failing::default(),
         };
         let consumer = create_consumer(&config, &topics, &runner, &metrics, &store)?;

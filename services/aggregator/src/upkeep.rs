@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use fleet::health::Health;
-use fleet::retry::Backoff;
+use fleet::retry::{Backoff, SaidOnce};
 use tokio_util::sync::CancellationToken;
 
 use crate::flush::{Failing, POSTGRES_CHECK};
@@ -22,9 +22,8 @@ pub async fn migrate_with_retry(
     shutdown: &CancellationToken,
 ) -> bool {
     let mut backoff = Backoff::new(Duration::from_secs(10));
-    // A refused certificate or password fails every attempt the same way: one warning per
-    // cause, the repeats at debug (the cause stays in /readyz).
-    let mut logged: Option<String> = None;
+    // A refused certificate or password fails every attempt the same way.
+    let mut said = SaidOnce::default();
     loop {
         match store::migrate(pool).await {
             Ok(_) => {
@@ -32,14 +31,13 @@ pub async fn migrate_with_retry(
                 return true;
             }
             Err(err) => {
-                let cause = err.to_string();
-                health.fail(POSTGRES_CHECK, cause.clone());
-                if logged.as_deref() == Some(cause.as_str()) {
-                    tracing::debug!(%err, "cannot migrate the database yet, retrying");
-                } else {
-                    tracing::warn!(%err, "cannot migrate the database yet, retrying");
-                    logged = Some(cause);
-                }
+                let detail = err.to_string();
+                health.fail(POSTGRES_CHECK, detail.clone());
+                said.log(
+                    "cannot migrate the database yet, retrying",
+                    &err.cause(),
+                    &detail,
+                );
             }
         }
         tokio::select! {

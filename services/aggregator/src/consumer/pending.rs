@@ -19,7 +19,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::Offset;
 
 use super::offsets::resume_at;
-use super::rebalance::OFFSETS_READ_WAIT;
+use super::rebalance::{OFFSETS_READ_WAIT, is_cooperative};
 use super::{ConsumeLoop, OFFSETS_CHECK, PENDING_RETRY_MAX};
 use crate::batch::Position;
 use crate::sources::Tp;
@@ -65,21 +65,20 @@ impl ConsumeLoop {
             }
         };
         let (go, restart) = self.keep_stopped(&stored);
-        if !restart.is_empty() && !self.cooperative() {
+        if !restart.is_empty() && !is_cooperative(&self.consumer) {
             return self.restart_all(&pending, &stored, &go, &restart);
         }
         let sought: HashMap<Tp, Position> = go
             .into_iter()
             .filter(|(tp, at)| {
-                let restarted =
-                    restart.contains(tp) && self.context().reassign(&self.consumer, *tp, at.offset);
-                restarted || self.context().seek(&self.consumer, *tp, at.offset)
+                if restart.contains(tp) {
+                    self.context().reassign(&self.consumer, *tp, at.offset)
+                } else {
+                    self.context().seek(&self.consumer, *tp, at.offset)
+                }
             })
             .collect();
-        for tp in sought.keys() {
-            self.stopped.remove(tp);
-        }
-        self.check_offsets();
+        self.resumed(sought.keys().filter(|tp| restart.contains(tp)));
         self.context().positions().update(|p| p.assign(&sought));
         let mut failed = pending.len() - sought.len();
         if !sought.is_empty() {
@@ -175,22 +174,9 @@ impl ConsumeLoop {
         let mut go = HashMap::with_capacity(stored.len());
         let mut restart = HashSet::new();
         for (tp, at) in stored {
-            match self.stopped.get(tp).copied() {
-                Some(Some(was)) if was == at.offset => continue,
-                Some(Some(_)) => {
-                    let topic = self.context().topics().name(tp.0);
-                    (self.context().metrics().offsets_out_of_range)
-                        .with_label_values(&[topic, &tp.1.to_string()])
-                        .set(0);
-                    tracing::info!(
-                        topic,
-                        partition = tp.1,
-                        offset = at.offset,
-                        "stored offset moved: the stopped partition resumes"
-                    );
-                    restart.insert(*tp);
-                }
-                Some(None) => {
+            match self.stopped.get(tp) {
+                Some(Some(was)) if *was == at.offset => continue,
+                Some(_) => {
                     restart.insert(*tp);
                 }
                 None => {}
@@ -200,11 +186,22 @@ impl ConsumeLoop {
         (go, restart)
     }
 
-    fn cooperative(&self) -> bool {
-        matches!(
-            self.consumer.rebalance_protocol(),
-            rdkafka::consumer::RebalanceProtocol::Cooperative
-        )
+    /// `partitions` were assigned again: no longer stopped.
+    fn resumed<'a>(&mut self, partitions: impl Iterator<Item = &'a Tp>) {
+        for tp in partitions {
+            if let Some(Some(_)) = self.stopped.remove(tp) {
+                let topic = self.context().topics().name(tp.0);
+                (self.context().metrics().offsets_out_of_range)
+                    .with_label_values(&[topic, &tp.1.to_string()])
+                    .set(0);
+                tracing::info!(
+                    topic,
+                    partition = tp.1,
+                    "stored offset moved: the stopped partition resumes"
+                );
+            }
+        }
+        self.check_offsets();
     }
 
     /// With the eager protocol a fetcher librdkafka stopped restarts only when the whole
@@ -252,10 +249,7 @@ impl ConsumeLoop {
             self.pending_retry.0 = Instant::now() + self.pending_retry.1.next_delay();
             return;
         }
-        for tp in restart {
-            self.stopped.remove(tp);
-        }
-        self.check_offsets();
+        self.resumed(restart.iter());
         self.context().positions().update(|p| p.assign(go));
         tracing::info!(
             partitions = stored.len(),

@@ -47,11 +47,16 @@ impl ConsumerContext for AggregatorContext {
 
 type Consumed = BaseConsumer<AggregatorContext>;
 
-fn on_assign(cx: &AggregatorContext, consumer: &Consumed, tpl: &TopicPartitionList) {
-    let cooperative = matches!(
+/// Whether the group rebalances incrementally (partitions assigned and revoked one by one).
+pub(super) fn is_cooperative(consumer: &Consumed) -> bool {
+    matches!(
         consumer.rebalance_protocol(),
         RebalanceProtocol::Cooperative
-    );
+    )
+}
+
+fn on_assign(cx: &AggregatorContext, consumer: &Consumed, tpl: &TopicPartitionList) {
+    let cooperative = is_cooperative(consumer);
     if cooperative {
         // The loop drops its batch on every reassignment, kept partitions included: settle
         // the in-flight flush and rewind them, as a revocation does.

@@ -21,13 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use fleet::health::Health;
-use fleet::retry::Backoff;
+use fleet::retry::{Backoff, SaidOnce};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::db::StoreError;
 use crate::metrics::Metrics;
-use crate::part::Ingest;
 use crate::store::{Bounded, Store, Stored, bounded};
 use crate::topics::Topics;
 
@@ -114,10 +113,6 @@ pub struct Flusher {
     pub topics: Topics,
     pub metrics: Metrics,
     pub health: Health,
-    /// The deadline of one attempt (`AGG_FLUSH_TIMEOUT_SECS`).
-    pub attempt_timeout: Duration,
-    /// The rules a replayed message is judged by (see [`Batch::replay`]).
-    pub ingest: Ingest,
     /// Set while flushes fail.
     pub failing: Failing,
 }
@@ -125,7 +120,7 @@ pub struct Flusher {
 impl std::fmt::Debug for Flusher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flusher")
-            .field("attempt_timeout", &self.attempt_timeout)
+            .field("letters", &self.letters)
             .finish_non_exhaustive()
     }
 }
@@ -171,8 +166,8 @@ impl Flusher {
         cancel: &CancellationToken,
     ) -> Result<Stored, Outcome> {
         let mut backoff = Backoff::new(Duration::from_secs(5));
-        let mut cause = Cause::default();
-        let mut deadline = self.attempt_timeout;
+        let mut said = SaidOnce::default();
+        let mut deadline = self.store.deadline();
         loop {
             let delivered = tokio::select! {
                 () = cancel.cancelled() => return Err(Outcome::Failed(FlushFailure::Abandoned)),
@@ -183,9 +178,9 @@ impl Flusher {
                 Err(err) => {
                     self.count(AttemptError::Dlq);
                     self.failing.set(true);
-                    self.health.fail(DLQ_CHECK, err.to_string());
                     let detail = err.to_string();
-                    cause.log("dead-letter delivery failed, retrying", &detail, &detail);
+                    self.health.fail(DLQ_CHECK, detail.clone());
+                    said.log("dead-letter delivery failed, retrying", &detail, &detail);
                 }
             }
             if sent.all(&batch.dead_letters) {
@@ -217,15 +212,16 @@ impl Flusher {
                         }
                         let kind = match err {
                             StoreError::TimedOut(_) => {
-                                deadline = longer(deadline, self.attempt_timeout);
+                                deadline = longer(deadline, self.store.deadline());
                                 AttemptError::Timeout
                             }
                             _ => AttemptError::Postgres,
                         };
                         self.count(kind);
                         self.failing.set(true);
-                        self.health.fail(POSTGRES_CHECK, err.to_string());
-                        cause.log("flush failed, retrying", &err.cause(), &err.to_string());
+                        let detail = err.to_string();
+                        self.health.fail(POSTGRES_CHECK, detail.clone());
+                        said.log("flush failed, retrying", &err.cause(), &detail);
                     }
                 }
             }
@@ -282,24 +278,6 @@ const MAX_DEADLINE_GROWTH: u32 = 8;
 /// completes in the end; a silent connection still costs at most that.
 fn longer(deadline: Duration, setting: Duration) -> Duration {
     (deadline * 2).min(setting * MAX_DEADLINE_GROWTH)
-}
-
-/// The last cause logged: a failure repeated every retry is said once, then at debug level
-/// (its detail stays in `/readyz`).
-#[derive(Debug, Default)]
-struct Cause(Option<String>);
-
-impl Cause {
-    /// Logs `what` happened, because of `cause` (the same for every repeat), said in full by
-    /// `detail`.
-    fn log(&mut self, what: &str, cause: &str, detail: &str) {
-        if self.0.as_deref() == Some(cause) {
-            tracing::debug!(cause, error = detail, "{what}");
-        } else {
-            tracing::warn!(cause, error = detail, "{what}");
-            self.0 = Some(cause.to_string());
-        }
-    }
 }
 
 #[cfg(test)]

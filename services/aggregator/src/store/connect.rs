@@ -61,7 +61,7 @@ fn split_tls_options(url: &str) -> (String, TlsOptions) {
     (url, options)
 }
 
-/// How long the pool and its connections wait (settings; see `docs/configuration.md`).
+/// How long the pool and its connections wait (settings; see `docs/operations.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Opening a connection: TCP, TLS and authentication (unless the URL sets

@@ -61,9 +61,12 @@ pub struct Store {
     limits: FlushLimits,
 }
 
-/// Server-side limits of a flush transaction besides its deadline.
+/// The limits of a flush, and of the store's other queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushLimits {
+    /// `AGG_FLUSH_TIMEOUT_SECS`: a flush's first attempt gets this long (later ones may get
+    /// more, see `crate::flush`), and so does any other query of the store.
+    pub deadline: Duration,
     /// `lock_timeout` (`DB_LOCK_TIMEOUT_MS`): an operator's `LOCK TABLE` fails the attempt,
     /// which is retried, instead of blocking it for as long as the lock is held.
     pub lock: Duration,
@@ -279,18 +282,20 @@ impl Store {
     /// The other consumer groups holding stored offsets of our topics, when ours holds none:
     /// starting would count every retained message again on top of theirs.
     pub async fn groups_before_us(&self) -> Result<Vec<String>, StoreError> {
-        let client = self.pool.get().await?;
         let names = self.topics.names();
-        let rows = client
-            .query(
-                "SELECT DISTINCT group_id FROM consumer_offsets \
-                 WHERE topic = ANY($2) AND group_id <> $1 \
-                   AND NOT EXISTS (SELECT 1 FROM consumer_offsets WHERE group_id = $1) \
-                 ORDER BY group_id",
-                &[&self.group, &names],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let read = async |client: &mut deadpool_postgres::Client| {
+            let rows = client
+                .query(
+                    "SELECT DISTINCT group_id FROM consumer_offsets \
+                     WHERE topic = ANY($2) AND group_id <> $1 \
+                       AND NOT EXISTS (SELECT 1 FROM consumer_offsets WHERE group_id = $1) \
+                     ORDER BY group_id",
+                    &[&self.group, &names],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        };
+        Ok(bounded(&self.pool, self.limits.deadline, None, read).await?)
     }
 
     /// The lowest watermark of `source`'s stored partitions; `None` while any has none.
@@ -298,15 +303,17 @@ impl Store {
         &self,
         source: Source,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_one(
-                "SELECT CASE WHEN count(*) = count(watermark_ms) THEN min(watermark_ms) END \
-                 FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
-                &[&self.group, &self.topics.name(source)],
-            )
-            .await?;
-        let low: Option<i64> = row.get(0);
+        let read = async |client: &mut deadpool_postgres::Client| {
+            let row = client
+                .query_one(
+                    "SELECT CASE WHEN count(*) = count(watermark_ms) THEN min(watermark_ms) END \
+                     FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+                    &[&self.group, &self.topics.name(source)],
+                )
+                .await?;
+            Ok(row.get::<_, Option<i64>>(0))
+        };
+        let low = bounded(&self.pool, self.limits.deadline, None, read).await?;
         Ok(low.and_then(chrono::DateTime::from_timestamp_millis))
     }
 
@@ -339,6 +346,11 @@ impl Store {
                 false
             }
         }
+    }
+
+    /// How long a flush's first attempt, or any other query of the store, may take.
+    pub fn deadline(&self) -> Duration {
+        self.limits.deadline
     }
 
     /// The consumer group whose offsets this store keeps.
