@@ -28,6 +28,7 @@ fn run(label: &str, messages: &[(Vec<u8>, Vec<u8>)], now_ms: i64, batch_size: us
         max_lateness_ms: 86_400_000,
         now_ms,
         watermark_ms: i64::MIN,
+        retention_ms: 7 * 86_400_000,
     };
     let mut best = f64::MAX;
     for _ in 0..3 {

@@ -85,6 +85,8 @@ pub struct Batch {
     dead_letter_bytes: usize,
     /// Every message recorded, for [`Batch::replay`].
     journal: Journal,
+    /// See [`Batch::span`].
+    span: Option<(i64, i64)>,
 }
 
 impl Default for Batch {
@@ -95,6 +97,7 @@ impl Default for Batch {
             progress: Vec::new(),
             dead_letter_bytes: 0,
             journal: Journal::default(),
+            span: None,
         }
     }
 }
@@ -124,10 +127,24 @@ impl Batch {
         self.journal.push(source, message, &cx);
         let read = self.fold(source, message, &cx);
         if let Ok(event_ms) = read {
-            let watermark = &mut self.progress[at].watermark_ms;
-            *watermark = (*watermark).max(event_ms);
+            self.saw(at, event_ms);
         }
         read.map(|_| ())
+    }
+
+    /// A valid event at `event_ms` of the partition at `at`: it moves the partition's
+    /// watermark and the batch's span.
+    fn saw(&mut self, at: usize, event_ms: i64) {
+        let watermark = &mut self.progress[at].watermark_ms;
+        *watermark = (*watermark).max(event_ms);
+        let (first, last) = self.span.unwrap_or((event_ms, event_ms));
+        self.span = Some((first.min(event_ms), last.max(event_ms)));
+    }
+
+    /// The earliest and the latest event time of the batch's valid events, milliseconds since
+    /// the epoch: the partitions its rows need.
+    pub fn span(&self) -> Option<(i64, i64)> {
+        self.span
     }
 
     /// Decodes a message into its part: its event time, or the reason it is invalid (it is
@@ -253,8 +270,7 @@ impl Batch {
                 Some(_) => Batch::default().fold(source, &message, &cx),
             };
             if let Ok(event_ms) = folded {
-                let watermark = &mut batch.progress[at].watermark_ms;
-                *watermark = (*watermark).max(event_ms);
+                batch.saw(at, event_ms);
             }
             if let Some(sqlstate) = refused {
                 batch.record_dead_letter(DeadLetter {

@@ -7,7 +7,7 @@ use fleet::config::CommonArgs;
 use fleet::events::topics;
 
 use crate::sources::TopicSettings;
-use crate::store::{FlushLimits, Timeouts};
+use crate::store::{FlushLimits, Retention, Timeouts};
 use crate::topics::Topics;
 
 /// Consumes the call stream, aggregates it in event-time windows and persists it to
@@ -125,6 +125,27 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub agg_max_lateness_secs: u64,
 
+    /// Days raw rows are kept (`long_calls`, `system_metrics`, `probe_results`: one row per
+    /// event); 0 keeps them forever. An event older than this is `out_of_range`.
+    #[arg(long, env = "AGG_RETENTION_RAW_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub agg_retention_raw_days: u32,
+
+    /// Days the `AGG_WINDOW_SECS` windows are kept (`*_1m`); 0 keeps them forever.
+    #[arg(long, env = "AGG_RETENTION_1M_DAYS", default_value_t = 35,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub agg_retention_1m_days: u32,
+
+    /// Days the hourly rollups (`*_1h`) and the alert history are kept; 0 keeps them forever.
+    #[arg(long, env = "AGG_RETENTION_1H_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub agg_retention_1h_days: u32,
+
+    /// Seconds between storage maintenance passes (partitions made ahead, retention, sizes).
+    #[arg(long, env = "AGG_MAINTENANCE_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub agg_maintenance_interval_secs: u64,
+
     /// Calls strictly longer than this many seconds are long calls.
     #[arg(long, env = "LONG_CALL_THRESHOLD_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(0..=86_400))]
@@ -186,6 +207,44 @@ impl Config {
         Duration::from_secs(self.agg_flush_timeout_secs)
     }
 
+    /// The retention of each tier. A tier shorter than the finer one below it is refused (a
+    /// stored event's window, or a window's hour, would go first), and so is a lateness
+    /// beyond the raw retention (a late event accepted would land in a partition it drops).
+    pub fn retention(&self) -> Result<Retention, String> {
+        let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * 86_400));
+        let tiers = [
+            ("AGG_RETENTION_RAW_DAYS", self.agg_retention_raw_days),
+            ("AGG_RETENTION_1M_DAYS", self.agg_retention_1m_days),
+            ("AGG_RETENTION_1H_DAYS", self.agg_retention_1h_days),
+        ];
+        for pair in tiers.windows(2) {
+            let [(finer, f), (coarser, c)] = [pair[0], pair[1]];
+            if c > 0 && (f == 0 || c < f) {
+                return Err(format!(
+                    "{coarser}={c} keeps less than {finer}={f}: a coarser tier must keep at \
+                     least as long (0 is forever)"
+                ));
+            }
+        }
+        let raw = days(self.agg_retention_raw_days);
+        if let Some(raw) = raw
+            && self.agg_max_lateness_secs > raw.as_secs()
+        {
+            return Err(format!(
+                "AGG_MAX_LATENESS_SECS={} is beyond AGG_RETENTION_RAW_DAYS={} ({} s): a late \
+                 event would be accepted into a partition retention drops",
+                self.agg_max_lateness_secs,
+                self.agg_retention_raw_days,
+                raw.as_secs()
+            ));
+        }
+        Ok(Retention {
+            raw,
+            minutes: days(self.agg_retention_1m_days),
+            hours: days(self.agg_retention_1h_days),
+        })
+    }
+
     /// The flush interval as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.agg_flush_interval_ms)
@@ -208,5 +267,45 @@ mod tests {
         );
         let config = Config::try_parse_from(["aggregator"]).unwrap();
         assert!(config.topics().is_ok());
+    }
+
+    #[test]
+    fn retention_is_refused_shorter_than_the_tier_below_or_the_lateness() {
+        let retention = |args: &[&str]| {
+            let args = std::iter::once("aggregator").chain(args.iter().copied());
+            Config::try_parse_from(args).unwrap().retention()
+        };
+        let defaults = retention(&[]).unwrap();
+        assert_eq!(defaults.raw, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(defaults.hours, Some(Duration::from_secs(400 * 86_400)));
+        let err = retention(&["--agg-retention-1m-days", "3"]).unwrap_err();
+        assert!(
+            err.starts_with("AGG_RETENTION_1M_DAYS=3 keeps less than AGG_RETENTION_RAW_DAYS=7"),
+            "{err}"
+        );
+        let err = retention(&["--agg-retention-raw-days", "0"]).unwrap_err();
+        assert!(
+            err.starts_with("AGG_RETENTION_1M_DAYS=35 keeps less than AGG_RETENTION_RAW_DAYS=0"),
+            "{err}"
+        );
+        let forever = [
+            "--agg-retention-raw-days",
+            "0",
+            "--agg-retention-1m-days",
+            "0",
+        ];
+        let forever = retention(&[&forever[..], &["--agg-retention-1h-days", "0"]].concat());
+        assert_eq!(forever.unwrap(), Retention::FOREVER);
+        let err = retention(&[
+            "--agg-retention-raw-days",
+            "1",
+            "--agg-max-lateness-secs",
+            "86401",
+        ]);
+        assert!(
+            err.unwrap_err()
+                .starts_with("AGG_MAX_LATENESS_SECS=86401 is beyond AGG_RETENTION_RAW_DAYS=1")
+        );
+        assert!(retention(&["--agg-retention-raw-days", "1"]).is_ok());
     }
 }

@@ -32,11 +32,25 @@ impl StoreError {
         let Self::Db(err) = self else {
             return None;
         };
+        if self.missing_partition() {
+            return None;
+        }
         let code = err.code()?.code();
         DATA_CLASSES
             .iter()
             .any(|class| code.starts_with(class))
             .then_some(code)
+    }
+
+    /// A row whose time has no partition (23514, as a CHECK violation): not the data's fault
+    /// when maintenance or another instance dropped or has not made it yet.
+    pub fn missing_partition(&self) -> bool {
+        let Self::Db(err) = self else {
+            return false;
+        };
+        (err.as_db_error()).is_some_and(|e| {
+            e.code().code() == "23514" && e.message().starts_with("no partition of relation")
+        })
     }
 
     /// A short name of the cause, the same for every repeat of one failure: the SQLSTATE, or

@@ -30,6 +30,7 @@ pub mod decode;
 pub mod flush;
 pub mod metrics;
 pub mod part;
+pub mod rollup;
 pub mod rules;
 pub mod sources;
 pub mod store;
@@ -54,7 +55,7 @@ use crate::metrics::{LabelSets, Metrics};
 use crate::part::Ingest;
 use crate::rules::Rules;
 use crate::sources::Source;
-use crate::store::{AlertStatus, Store, Stored};
+use crate::store::{AlertStatus, Partitions, Store, Stored, Tier};
 use crate::topics::Topics;
 
 /// Default port of the metrics endpoint.
@@ -70,7 +71,8 @@ pub struct Application {
     endpoint: Endpoint,
     metrics: Metrics,
     pool: Pool,
-    /// The schema owner's pool (DATABASE_MIGRATION_URL), for the migrations only.
+    /// The schema owner's pool (DATABASE_MIGRATION_URL), for the migrations and the storage
+    /// maintenance.
     owner: Option<Pool>,
 }
 
@@ -78,6 +80,7 @@ impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let topics = config.topics().map_err(anyhow::Error::msg)?;
+        config.retention().map_err(anyhow::Error::msg)?;
         match &config.alerts_token {
             Some(token) => alerts::check_token(token)?,
             None => tracing::warn!(
@@ -93,8 +96,9 @@ impl Application {
             timeouts,
         )
         .context("DATABASE_URL")?;
+        // Two connections: storage maintenance and the upgrade's moves.
         let owner = (config.database_migration_url.as_deref())
-            .map(|url| store::connect_pool(url, 1, timeouts).context("DATABASE_MIGRATION_URL"))
+            .map(|url| store::connect_pool(url, 2, timeouts).context("DATABASE_MIGRATION_URL"))
             .transpose()?;
         Ok(Self {
             config,
@@ -125,7 +129,8 @@ impl Application {
             pool,
             owner,
         } = self;
-        let alerts = alert_routes(&config, &metrics, &pool);
+        let partitions = Partitions::new(metrics.partitions_created.clone());
+        let alerts = alert_routes(&config, &metrics, &pool, &partitions);
         let runner = Runner::start_with(endpoint, alerts, &config.common, shutdown);
         let health = runner.health.clone();
         health.register(POSTGRES_CHECK, true);
@@ -133,7 +138,14 @@ impl Application {
         health.register(DLQ_CHECK, true);
         health.pass(DLQ_CHECK);
         let owner = owner.unwrap_or_else(|| pool.clone());
-        let Some(store) = open_store(&config, &topics, pool, owner, &metrics, &runner).await?
+        let storage = upkeep::Storage {
+            owner,
+            partitions,
+            retention: config.retention().map_err(anyhow::Error::msg)?,
+            limits: config.flush_limits(),
+            metrics: metrics.clone(),
+        };
+        let Some(store) = open_store(&config, &topics, pool, &storage, &metrics, &runner).await?
         else {
             runner.stop().await;
             return Ok(());
@@ -167,6 +179,14 @@ impl Application {
         runner.spawn("source maintenance", move |stop| {
             upkeep::maintain_sources(maintained, lateness, stop)
         });
+        let every = Duration::from_secs(config.agg_maintenance_interval_secs);
+        let upgraded = storage.clone();
+        runner.spawn("storage maintenance", move |stop| {
+            upkeep::maintain_storage(storage, every, stop)
+        });
+        runner.spawn("storage upgrade", move |stop| {
+            upkeep::upgrade_storage(upgraded, stop)
+        });
         let consume =
             ConsumeLoop::new(consumer, flusher, settings, health, runner.shutdown.clone());
         tracing::info!(topics = ?topics.names(), group = %config.consumer_group, "consuming");
@@ -179,9 +199,14 @@ impl Application {
 }
 
 /// `POST /alerts`, storing through `pool`.
-fn alert_routes(config: &Config, metrics: &Metrics, pool: &Pool) -> axum::Router {
+fn alert_routes(
+    config: &Config,
+    metrics: &Metrics,
+    pool: &Pool,
+    partitions: &Partitions,
+) -> axum::Router {
     alerts::router(
-        store::AlertStore::new(pool.clone(), config.flush_timeout()),
+        store::AlertStore::new(pool.clone(), config.flush_timeout(), partitions.clone()),
         alerts::Counts {
             received: metrics.alerts_received.clone(),
             refused: metrics.alerts_refused.clone(),
@@ -208,21 +233,19 @@ fn dlq_producer(runner: &Runner, max_bytes: u32) -> anyhow::Result<AsyncProducer
     AsyncProducer::new(&settings, runner.watch.clone()).context("create dead-letter producer")
 }
 
-/// Migrates the schema (as `owner`, whose connection lives only as long as the migrations),
-/// retrying while PostgreSQL is unreachable, then runs every source's start hook. `None` if
-/// the stop came first.
+/// Migrates the schema (as the storage's owner), retrying while PostgreSQL is unreachable,
+/// then runs every source's start hook. `None` if the stop came first.
 async fn open_store(
     config: &Config,
     topics: &Topics,
     pool: Pool,
-    owner: Pool,
+    storage: &upkeep::Storage,
     metrics: &Metrics,
     runner: &Runner,
 ) -> anyhow::Result<Option<Store>> {
-    if !upkeep::migrate_with_retry(&owner, &runner.health, &runner.shutdown).await {
+    if !upkeep::migrate_with_retry(&storage.owner, &runner.health, &runner.shutdown).await {
         return Ok(None);
     }
-    drop(owner);
     let window_secs = config.agg_window_secs as i32;
     let store = Store::new(
         pool,
@@ -230,6 +253,7 @@ async fn open_store(
         topics.clone(),
         window_secs,
         config.flush_limits(),
+        storage.partitions.clone(),
     );
     let others = store
         .groups_before_us()
@@ -264,6 +288,8 @@ fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
             max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
             now_ms: 0,
             watermark_ms: i64::MIN,
+            retention_ms: (config.retention().ok().and_then(|r| r.raw))
+                .map_or(i64::MAX, |raw| raw.as_millis() as i64),
         },
         flush_interval: config.flush_interval(),
         max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),
@@ -331,5 +357,6 @@ fn label_sets(topics: &Topics) -> LabelSets<'_> {
             .collect(),
         alert_statuses: AlertStatus::ALL.map(AlertStatus::as_str).into(),
         alert_refusals: Refusal::ALL.map(Refusal::as_str).into(),
+        tiers: Tier::ALL.map(Tier::as_str).into(),
     }
 }

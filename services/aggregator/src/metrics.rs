@@ -4,7 +4,7 @@
 //! module, at the bottom, imports none of them.
 
 use prometheus::{
-    Counter, Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    Counter, Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
 use crate::decode::Invalid;
@@ -77,6 +77,33 @@ fleet::metrics! {
         /// Requests to the webhook refused, by reason (rejected: not a notification,
         /// unauthorized: missing or wrong token, oversize: body above the limit).
         pub alerts_refused: IntCounterVec = "alerts_refused_total" labels ["reason"],
+        /// Partitions of each time-partitioned table, as of the last maintenance pass.
+        pub table_partitions: IntGaugeVec = "table_partitions" labels ["table"],
+        /// Bytes on disk of each time-partitioned table (every partition, indexes and TOAST
+        /// included), as of the last maintenance pass.
+        pub table_bytes: IntGaugeVec = "table_bytes" labels ["table"],
+        /// Where each table's oldest partition starts: what retention keeps lies after it.
+        pub table_oldest_partition: GaugeVec =
+            "table_oldest_partition_timestamp_seconds" labels ["table"],
+        /// Where each table's newest partition ends: rows up to this time land in partitions
+        /// made ahead; later ones wait for the flush to make theirs.
+        pub table_partitions_end: GaugeVec =
+            "table_partitions_end_timestamp_seconds" labels ["table"],
+        /// Partitions made, by maintenance ahead of time or by a flush that found one missing.
+        pub partitions_created: IntCounter = "partitions_created_total",
+        /// Partitions dropped by retention, by tier (raw, 1m, 1h).
+        pub partitions_dropped: IntCounterVec = "partitions_dropped_total" labels ["tier"],
+        /// Storage maintenance passes started (partitions made ahead, retention, the report).
+        pub maintenance_runs: IntCounter = "maintenance_runs_total",
+        /// Storage maintenance passes that failed (each is retried at the next).
+        pub maintenance_failures: IntCounter = "maintenance_failures_total",
+        /// When a storage maintenance pass last succeeded (0: none yet in this process).
+        pub maintenance_last_success: Gauge = "maintenance_last_success_timestamp_seconds",
+        /// Rows of the previous schema's tables moved into the partitioned ones (in-place
+        /// upgrade).
+        pub upgrade_rows_moved: IntCounter = "upgrade_rows_moved_total",
+        /// Tables of the previous schema not yet moved into the partitioned ones.
+        pub upgrade_tables_pending: IntGauge = "upgrade_tables_pending",
     }
 }
 
@@ -94,6 +121,8 @@ pub struct LabelSets<'a> {
     pub alert_statuses: Vec<&'static str>,
     /// `alerts_refused_total{reason}`.
     pub alert_refusals: Vec<&'static str>,
+    /// The retention tiers (`partitions_dropped_total{tier}`).
+    pub tiers: Vec<&'static str>,
 }
 
 impl Metrics {
@@ -114,6 +143,7 @@ impl Metrics {
             (&m.rows_written, &sets.tables),
             (&m.alerts_received, &sets.alert_statuses),
             (&m.alerts_refused, &sets.alert_refusals),
+            (&m.partitions_dropped, &sets.tiers),
         ];
         for (metric, values) in labelled {
             for value in values {

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use crate::db::{Migration, StoreError};
 use crate::decode::{Invalid, check_time};
 use crate::metrics::Metrics;
+use crate::rollup::Rollup;
 use crate::rules::Rules;
 
 /// How often [`Part::maintain`] runs.
@@ -53,17 +54,24 @@ pub struct Ingest {
     pub now_ms: i64,
     /// The partition's watermark (see [`crate::batch::Position`]): the lateness bound.
     pub watermark_ms: i64,
+    /// `AGG_RETENTION_RAW_DAYS` in milliseconds (`i64::MAX`: kept forever): an event older
+    /// than the clock by more would land in a partition retention drops.
+    pub retention_ms: i64,
 }
 
 impl Ingest {
-    /// An event time within the lateness and clock-skew bounds, or `out_of_range`.
+    /// An event time within the lateness, retention and clock-skew bounds, or `out_of_range`.
     pub fn in_time(&self, time_ms: i64) -> Result<(), Invalid> {
         check_time(
             time_ms,
             self.now_ms,
             self.watermark_ms,
             self.max_lateness_ms,
-        )
+        )?;
+        if time_ms < self.now_ms.saturating_sub(self.retention_ms) {
+            return Err(Invalid::OutOfRange);
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +125,10 @@ pub trait Part: Send + Sync + std::fmt::Debug {
 
     /// The tables `write` writes (label values, pre-registered at start).
     fn tables(&self) -> &'static [&'static str];
+
+    /// How its window rows merge into its window table and the hourly twin (also what the
+    /// in-place upgrade moves the previous schema's windows with).
+    fn rollup(&self) -> &'static Rollup;
 
     /// The migrations of its tables, beyond the history under `migrations/` (versions after
     /// it; the SQL files in the source's folder, by `include_str!`).

@@ -1,7 +1,8 @@
 //! The work on PostgreSQL beside the consume loop, each a task of the service runner that a
 //! stop ends at once: the migrations at start, retried while PostgreSQL is unreachable; the
 //! ping that keeps the `postgres` check true while there is nothing to flush; every source's
-//! periodic maintenance.
+//! periodic maintenance; the storage's (partitions and retention, [`maintain_storage`]) and
+//! the in-place upgrade's moves ([`upgrade_storage`]).
 
 use std::time::Duration;
 
@@ -11,9 +12,144 @@ use fleet::retry::{Backoff, SaidOnce};
 use tokio_util::sync::CancellationToken;
 
 use crate::flush::{Failing, POSTGRES_CHECK};
+use crate::metrics::Metrics;
 use crate::part::{MAINTENANCE_EVERY, Maintenance};
 use crate::sources::Source;
-use crate::store::{self, Store};
+use crate::store::{self, Bounded, FlushLimits, Partitions, Report, Retention, Store, bounded};
+
+/// What storage maintenance works with: the schema owner's pool (dropping a partition needs
+/// it), the partitions the flushes know of, the retention, the limits of each step.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub owner: Pool,
+    pub partitions: Partitions,
+    pub retention: Retention,
+    pub limits: FlushLimits,
+    pub metrics: Metrics,
+}
+
+/// A storage maintenance pass every `every`, the first at once (see [`store::maintain`]); a
+/// failed pass is logged and counted (`aggregator_maintenance_failures_total`, and the
+/// `FleetStorageMaintenanceStale` alert when none succeeds for long), and retried at the next.
+pub async fn maintain_storage(storage: Storage, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let m = &storage.metrics;
+    let mut said = SaidOnce::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        m.maintenance_runs.inc();
+        let pass = async |client: &mut deadpool_postgres::Client| {
+            let now = chrono::Utc::now();
+            let (partitions, retention) = (&storage.partitions, storage.retention);
+            store::maintain(client, partitions, retention, now, storage.limits.lock).await
+        };
+        match bounded(
+            &storage.owner,
+            storage.limits.deadline,
+            Some(&shutdown),
+            pass,
+        )
+        .await
+        {
+            Ok(report) => {
+                show(&report, m);
+                m.maintenance_last_success
+                    .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+                said = SaidOnce::default();
+            }
+            Err(Bounded::Cancelled) => return,
+            Err(Bounded::Failed(err)) => {
+                m.maintenance_failures.inc();
+                let detail = err.to_string();
+                said.log(
+                    "storage maintenance failed, retrying at the next pass",
+                    &err.cause(),
+                    &detail,
+                );
+            }
+        }
+    }
+}
+
+/// A pass's report in the metrics.
+fn show(report: &Report, m: &Metrics) {
+    m.partitions_created.inc_by(report.made);
+    for (tier, dropped) in &report.dropped {
+        (m.partitions_dropped.with_label_values(&[tier.as_str()])).inc_by(dropped.len() as u64);
+    }
+    let seconds = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0)
+    };
+    for t in &report.tables {
+        let table = [t.table.as_str()];
+        m.table_partitions
+            .with_label_values(&table)
+            .set(t.partitions);
+        m.table_bytes.with_label_values(&table).set(t.bytes);
+        (m.table_oldest_partition.with_label_values(&table)).set(seconds(t.oldest));
+        (m.table_partitions_end.with_label_values(&table)).set(seconds(t.end));
+    }
+}
+
+/// Moves the previous schema's rows into the partitioned tables, step after step (see
+/// [`store::Legacy`]), until none is left; a failed step is logged and retried with backoff.
+pub async fn upgrade_storage(storage: Storage, shutdown: CancellationToken) {
+    let m = &storage.metrics;
+    let limits = (storage.limits.deadline, storage.limits.lock);
+    let mut backoff = Backoff::new(Duration::from_secs(30));
+    let mut said = SaidOnce::default();
+    let mut left: Option<Vec<store::Legacy>> = None;
+    loop {
+        let step = async |client: &mut deadpool_postgres::Client| {
+            let tables = match left.take() {
+                Some(tables) => tables,
+                None => store::pending(client).await?,
+            };
+            let mut tables: Vec<_> = tables.into_iter().filter(|t| !t.done()).collect();
+            m.upgrade_tables_pending.set(tables.len() as i64);
+            let moved = match tables.first_mut() {
+                Some(table) => {
+                    let now = chrono::Utc::now();
+                    table.step(client, storage.retention, now, limits).await
+                }
+                None => Ok(0),
+            };
+            let finished = tables.is_empty();
+            left = Some(tables);
+            moved.map(|moved| (moved, finished))
+        };
+        match bounded(
+            &storage.owner,
+            storage.limits.deadline,
+            Some(&shutdown),
+            step,
+        )
+        .await
+        {
+            Ok((_, true)) => return,
+            Ok((moved, false)) => {
+                m.upgrade_rows_moved.inc_by(moved);
+                said = SaidOnce::default();
+                // The flushes go first: one step at a time.
+                tokio::task::yield_now().await;
+            }
+            Err(Bounded::Cancelled) => return,
+            Err(Bounded::Failed(err)) => {
+                left = None;
+                let detail = err.to_string();
+                said.log("upgrade step failed, retrying", &err.cause(), &detail);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+}
 
 /// Applies migrations, retrying while PostgreSQL is unreachable. False if shutdown came first.
 pub async fn migrate_with_retry(

@@ -96,6 +96,7 @@ fn cx(now_ms: i64) -> Ingest {
         max_lateness_ms: 60_000,
         now_ms,
         watermark_ms: i64::MIN,
+        retention_ms: i64::MAX,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use super::connect::bounded;
+use super::partitions::Partitions;
 use crate::db::StoreError;
 
 /// The state of an alert in a notification (`alerts.status`, and the `status` label of
@@ -67,12 +68,21 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 pub struct AlertStore {
     pool: Pool,
     deadline: Duration,
+    partitions: Partitions,
 }
 
+/// How far from this clock the server's `now()` (`received_at`) may be: the partitions made
+/// before an insert cover it.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::hours(1);
+
 impl AlertStore {
-    /// Stores through `pool`, each insert within `deadline`.
-    pub fn new(pool: Pool, deadline: Duration) -> Self {
-        Self { pool, deadline }
+    /// Stores through `pool`, each insert within `deadline`, making a missing partition first.
+    pub fn new(pool: Pool, deadline: Duration, partitions: Partitions) -> Self {
+        Self {
+            pool,
+            deadline,
+            partitions,
+        }
     }
 
     /// Stores `rows` in one statement.
@@ -84,6 +94,10 @@ impl AlertStore {
             rows.iter().map(|r| f(r).clone()).collect()
         }
         let insert = async |client: &mut deadpool_postgres::Client| {
+            let now = Utc::now();
+            (self.partitions)
+                .ensure(&**client, now - CLOCK_SKEW, now + CLOCK_SKEW)
+                .await?;
             let stmt = client.prepare_cached(INSERT_ALERTS).await?;
             Ok(client
                 .execute(
@@ -104,6 +118,12 @@ impl AlertStore {
                 )
                 .await?)
         };
-        Ok(bounded(&self.pool, self.deadline, None, insert).await?)
+        let inserted = bounded(&self.pool, self.deadline, None, insert).await;
+        if let Err(super::Bounded::Failed(err)) = &inserted
+            && err.missing_partition()
+        {
+            self.partitions.forget();
+        }
+        Ok(inserted?)
     }
 }

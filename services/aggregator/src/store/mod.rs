@@ -13,17 +13,24 @@
 
 mod alerts;
 mod connect;
+mod maintain;
 mod migrate;
+mod partitions;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 pub use alerts::{AlertRow, AlertStatus, AlertStore};
 pub use connect::{Bounded, Timeouts, bounded, connect_pool};
-pub use migrate::migrate;
+pub use maintain::{Report, TableReport, maintain};
+pub use migrate::{migrate, migrate_to};
+pub use partitions::{AHEAD, PARTITIONED, Partitions, Retention, Tier};
+pub use upgrade::{Legacy, STEP_PAGES, pending};
 
 use crate::batch::{Batch, Position};
 use crate::db::StoreError;
@@ -59,6 +66,7 @@ pub struct Store {
     topics: Topics,
     window_secs: i32,
     limits: FlushLimits,
+    partitions: Partitions,
 }
 
 /// The limits of a flush, and of the store's other queries.
@@ -113,6 +121,7 @@ impl Store {
         topics: Topics,
         window_secs: i32,
         limits: FlushLimits,
+        partitions: Partitions,
     ) -> Self {
         Self {
             pool,
@@ -120,6 +129,7 @@ impl Store {
             topics,
             window_secs,
             limits,
+            partitions,
         }
     }
 
@@ -164,6 +174,24 @@ impl Store {
         deadline: Duration,
         backend: &AtomicI32,
     ) -> Result<Stored, StoreError> {
+        let flushed = self.transaction(client, batch, deadline, backend).await;
+        if flushed.as_ref().is_err_and(StoreError::missing_partition) {
+            // Dropped by another instance since we looked: made again on the retry.
+            self.partitions.forget();
+        }
+        flushed
+    }
+
+    async fn transaction(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        batch: &Batch,
+        deadline: Duration,
+        backend: &AtomicI32,
+    ) -> Result<Stored, StoreError> {
+        if let Some((lo, hi)) = self.span(batch) {
+            self.partitions.ensure(&**client, lo, hi).await?;
+        }
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting
@@ -196,6 +224,15 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Stored { offsets, parts })
+    }
+
+    /// The times the batch's rows are partitioned by: its events', and the windows and hours
+    /// they start in.
+    fn span(&self, batch: &Batch) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (first, last) = batch.span()?;
+        let before = i64::from(self.window_secs.max(3600)) * 1000;
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms);
+        Some((at(first.saturating_sub(before))?, at(last)?))
     }
 
     /// Moves the stored offset of every partition the batch covers, if it still holds the
@@ -356,6 +393,11 @@ impl Store {
     /// The consumer group whose offsets this store keeps.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    /// The partitions known to exist.
+    pub fn partitions(&self) -> &Partitions {
+        &self.partitions
     }
 
     /// The pool, for what a source stores outside a flush (e.g. at start).

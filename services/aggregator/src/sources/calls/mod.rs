@@ -16,6 +16,7 @@ use crate::db::StoreError;
 use crate::decode::Invalid;
 use crate::metrics::Metrics;
 use crate::part::{Ingest, Message, Part, Write, Written};
+use crate::rollup::Rollup;
 use crate::rules::Rules;
 
 /// Rough per-entry overheads for the memory budget (struct, map slot, allocation headers).
@@ -147,6 +148,10 @@ impl Part for Calls {
 
     fn tables(&self) -> &'static [&'static str] {
         &store::TABLES
+    }
+
+    fn rollup(&self) -> &'static Rollup {
+        &store::ROLLUP
     }
 
     fn write<'a>(&'a self, to: &'a Write<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {

@@ -1,5 +1,7 @@
-//! The calls' SQL: window deltas added into `call_stats_1m`, long calls copied into
+//! The calls' SQL: window deltas added into `call_stats_1m` and `call_stats_1h`, long calls copied into
 //! `long_calls`, and the all-time totals in `call_totals`.
+
+use std::sync::LazyLock;
 
 use chrono::DateTime;
 use deadpool_postgres::Pool;
@@ -11,23 +13,39 @@ use super::{Calls, WindowDelta};
 use crate::db::StoreError;
 use crate::metrics::Metrics;
 use crate::part::{Write, Written};
+use crate::rollup::{Rollup, written};
 
 /// The tables a flush of calls writes.
-pub(super) const TABLES: [&str; 2] = ["call_stats_1m", "long_calls"];
+pub(super) const TABLES: [&str; 3] = ["call_stats_1m", "call_stats_1h", "long_calls"];
 
-const UPSERT_WINDOWS: &str = "
-INSERT INTO call_stats_1m AS s
-    (window_start, window_secs, calls, duration_sum_ms, duration_min_ms, duration_max_ms, long_calls)
-SELECT to_timestamp(w), $1, c, su, mi, ma, l
+/// How call windows merge into `call_stats_1m` and `call_stats_1h`.
+pub(super) const ROLLUP: Rollup = Rollup {
+    minutes: "call_stats_1m",
+    hours: "call_stats_1h",
+    columns: "window_start, window_secs, calls, duration_sum_ms, duration_min_ms, \
+              duration_max_ms, long_calls",
+    key: "window_start, window_secs",
+    merge: "calls = s.calls + EXCLUDED.calls, \
+            duration_sum_ms = s.duration_sum_ms + EXCLUDED.duration_sum_ms, \
+            duration_min_ms = LEAST(s.duration_min_ms, EXCLUDED.duration_min_ms), \
+            duration_max_ms = GREATEST(s.duration_max_ms, EXCLUDED.duration_max_ms), \
+            long_calls = s.long_calls + EXCLUDED.long_calls",
+    hourly: concat!(
+        "date_bin('1 hour', window_start, timestamptz 'epoch'), 3600, sum(calls), ",
+        "sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms), sum(long_calls)"
+    ),
+    hourly_key: "1",
+};
+
+/// A batch's call windows, as rows of [`ROLLUP`]'s columns.
+const WINDOW_ROWS: &str = "
+SELECT to_timestamp(w) AS window_start, $1::int AS window_secs, c AS calls,
+       su AS duration_sum_ms, mi AS duration_min_ms, ma AS duration_max_ms, l AS long_calls
 FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-    AS t(w, c, su, mi, ma, l)
-ON CONFLICT (window_start, window_secs) DO UPDATE SET
-    calls = s.calls + EXCLUDED.calls,
-    duration_sum_ms = s.duration_sum_ms + EXCLUDED.duration_sum_ms,
-    duration_min_ms = LEAST(s.duration_min_ms, EXCLUDED.duration_min_ms),
-    duration_max_ms = GREATEST(s.duration_max_ms, EXCLUDED.duration_max_ms),
-    long_calls = s.long_calls + EXCLUDED.long_calls,
-    updated_at = now()";
+    AS t(w, c, su, mi, ma, l)";
+
+static UPSERT_WINDOWS: LazyLock<String> =
+    LazyLock::new(|| ROLLUP.upsert(WINDOW_ROWS, "true", "true"));
 
 const COPY_LONG_CALLS: &str = "COPY long_calls \
     (topic, topic_id, partition, kafka_offset, call_id, caller, callee, start_time, duration_ms) \
@@ -89,7 +107,11 @@ pub(super) async fn write(calls: &Calls, to: &Write<'_>) -> Result<Written, Stor
     let (count, duration_ms, long) = (calls.calls, calls.duration_ms, calls.long_calls.len());
     let durations = calls.durations_ms.clone();
     Ok(Written {
-        rows: vec![(TABLES[0], windows), (TABLES[1], long_calls)],
+        rows: vec![
+            (TABLES[0], windows.0),
+            (TABLES[1], windows.1),
+            (TABLES[2], long_calls),
+        ],
         committed: Box::new(move |m: &Metrics| {
             for duration_ms in durations {
                 m.call_duration.observe(duration_ms as f64 / 1000.0);
@@ -105,18 +127,18 @@ pub(super) async fn write(calls: &Calls, to: &Write<'_>) -> Result<Written, Stor
     })
 }
 
-async fn upsert_windows(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreError> {
+/// Rows written to the minutes and to the hours.
+async fn upsert_windows(calls: &Calls, to: &Write<'_>) -> Result<(u64, u64), StoreError> {
     let windows = calls.sorted_windows();
     if windows.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let column =
         |f: fn(&WindowDelta) -> i64| -> Vec<i64> { windows.iter().map(|(_, w)| f(w)).collect() };
     let starts: Vec<i64> = windows.iter().map(|(s, _)| *s).collect();
-    let stmt = to.tx.prepare_cached(UPSERT_WINDOWS).await?;
-    Ok(to
-        .tx
-        .execute(
+    let stmt = to.tx.prepare_cached(&UPSERT_WINDOWS).await?;
+    let row = (to.tx)
+        .query_one(
             &stmt,
             &[
                 &to.window_secs,
@@ -128,7 +150,8 @@ async fn upsert_windows(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreError
                 &column(|w| w.long_calls),
             ],
         )
-        .await?)
+        .await?;
+    Ok(written(&row))
 }
 
 async fn copy_long_calls(calls: &Calls, to: &Write<'_>) -> Result<u64, StoreError> {

@@ -16,6 +16,7 @@ pub use decode::{MAX_VALUES, decode_host};
 use crate::db::StoreError;
 use crate::decode::Invalid;
 use crate::part::{Ingest, Maintenance, Message, Part, Write, Written};
+use crate::rollup::Rollup;
 use crate::rules::Rules;
 
 /// How much longer than the lateness limit a stored sample's key is kept.
@@ -166,6 +167,10 @@ impl Part for Hosts {
 
     fn tables(&self) -> &'static [&'static str] {
         &store::TABLES
+    }
+
+    fn rollup(&self) -> &'static Rollup {
+        &store::ROLLUP
     }
 
     fn write<'a>(&'a self, to: &'a Write<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {

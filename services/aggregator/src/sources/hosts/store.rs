@@ -1,8 +1,9 @@
 //! The host samples' SQL: each (host, time) claimed once in `host_samples_seen`, the values of
 //! the claimed samples copied into `system_metrics`, their window deltas added into
-//! `host_metrics_1m`.
+//! `host_metrics_1m` and `host_metrics_1h`.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
@@ -15,9 +16,10 @@ use super::{HostWindow, HostWindowKey, Hosts, windows_of};
 use crate::db::StoreError;
 use crate::metrics::Metrics;
 use crate::part::{Write, Written};
+use crate::rollup::{Rollup, written};
 
 /// The tables a flush of host samples writes.
-pub(super) const TABLES: [&str; 2] = ["system_metrics", "host_metrics_1m"];
+pub(super) const TABLES: [&str; 3] = ["system_metrics", "host_metrics_1m", "host_metrics_1h"];
 
 const CLAIM_HOST_SAMPLES: &str = "
 INSERT INTO host_samples_seen (host, time)
@@ -30,26 +32,44 @@ const PRUNE_HOST_SAMPLES_SEEN: &str = "DELETE FROM host_samples_seen WHERE time 
 const COPY_SYSTEM_METRICS: &str =
     "COPY system_metrics (time, host, metric, device, value, unit) FROM STDIN BINARY";
 
-const UPSERT_HOST_WINDOWS: &str = "
-INSERT INTO host_metrics_1m AS s
-    (host, metric, device, window_start, window_secs, unit, samples, sum, min, max, last_time, last)
-SELECT h, m, d, to_timestamp(w), $1, u, n, su, mi, ma, to_timestamp(lt / 1000.0), l
+/// How host windows merge into `host_metrics_1m` and `host_metrics_1h`: `last` (and its unit)
+/// is the value with the latest time.
+pub(super) const ROLLUP: Rollup = Rollup {
+    minutes: "host_metrics_1m",
+    hours: "host_metrics_1h",
+    columns: "host, metric, device, window_start, window_secs, unit, samples, sum, min, max, \
+              last_time, last",
+    key: "host, metric, device, window_start, window_secs",
+    merge: "samples = s.samples + EXCLUDED.samples, \
+            sum = s.sum + EXCLUDED.sum, \
+            min = LEAST(s.min, EXCLUDED.min), \
+            max = GREATEST(s.max, EXCLUDED.max), \
+            last = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.last ELSE s.last END, \
+            unit = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.unit ELSE s.unit END, \
+            last_time = GREATEST(s.last_time, EXCLUDED.last_time)",
+    hourly: concat!(
+        "host, metric, device, date_bin('1 hour', window_start, timestamptz 'epoch'), 3600, ",
+        "(array_agg(unit ORDER BY last_time DESC))[1], sum(samples), sum(sum), min(min), ",
+        "max(max), max(last_time), (array_agg(last ORDER BY last_time DESC))[1]"
+    ),
+    hourly_key: "1, 2, 3, 4",
+};
+
+/// A batch's host windows, as rows of [`ROLLUP`]'s columns.
+const WINDOW_ROWS: &str = "
+SELECT h AS host, m AS metric, d AS device, to_timestamp(w) AS window_start,
+       $1::int AS window_secs, u AS unit, n AS samples, su AS sum, mi AS min, ma AS max,
+       to_timestamp(lt / 1000.0) AS last_time, l AS last
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
             $8::float8[], $9::float8[], $10::float8[], $11::bigint[], $12::float8[])
-    AS t(h, m, d, w, u, n, su, mi, ma, lt, l)
-ON CONFLICT (host, metric, device, window_start, window_secs) DO UPDATE SET
-    samples = s.samples + EXCLUDED.samples,
-    sum = s.sum + EXCLUDED.sum,
-    min = LEAST(s.min, EXCLUDED.min),
-    max = GREATEST(s.max, EXCLUDED.max),
-    last = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.last ELSE s.last END,
-    unit = CASE WHEN EXCLUDED.last_time >= s.last_time THEN EXCLUDED.unit ELSE s.unit END,
-    last_time = GREATEST(s.last_time, EXCLUDED.last_time),
-    updated_at = now()";
+    AS t(h, m, d, w, u, n, su, mi, ma, lt, l)";
+
+static UPSERT_HOST_WINDOWS: LazyLock<String> =
+    LazyLock::new(|| ROLLUP.upsert(WINDOW_ROWS, "true", "true"));
 
 /// Writes the host samples of a batch (see the module docs).
 pub(super) async fn write(hosts: &Hosts, to: &Write<'_>) -> Result<Written, StoreError> {
-    let (mut values, mut windows, mut duplicates) = (0, 0, 0);
+    let (mut values, mut windows, mut duplicates) = (0, (0, 0), 0);
     if !hosts.samples.is_empty() {
         let kept = claim_host_samples(to.tx, &hosts.samples).await?;
         duplicates = (hosts.samples.len() - kept.len()) as u64;
@@ -64,7 +84,11 @@ pub(super) async fn write(hosts: &Hosts, to: &Write<'_>) -> Result<Written, Stor
     }
     let stored = hosts.samples.len() as u64 - duplicates;
     Ok(Written {
-        rows: vec![(TABLES[0], values), (TABLES[1], windows)],
+        rows: vec![
+            (TABLES[0], values),
+            (TABLES[1], windows.0),
+            (TABLES[2], windows.1),
+        ],
         committed: Box::new(move |m: &Metrics| {
             m.host_samples.inc_by(stored);
             m.duplicate_host_samples.inc_by(duplicates);
@@ -79,11 +103,11 @@ pub(super) async fn prune_seen(pool: &Pool, before: DateTime<Utc>) -> Result<u64
     Ok(client.execute(PRUNE_HOST_SAMPLES_SEEN, &[&before]).await?)
 }
 
-/// Upserts host window deltas, given in key order.
+/// Upserts host window deltas, given in key order; rows written to the minutes and the hours.
 async fn upsert_windows(
     to: &Write<'_>,
     windows: Vec<(&HostWindowKey, &HostWindow)>,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, u64), StoreError> {
     let hosts: Vec<&str> = windows.iter().map(|(k, _)| k.host.as_str()).collect();
     let metrics: Vec<&str> = windows.iter().map(|(k, _)| k.metric.as_str()).collect();
     let devices: Vec<&str> = windows.iter().map(|(k, _)| k.device.as_str()).collect();
@@ -95,10 +119,9 @@ async fn upsert_windows(
     let maxs: Vec<f64> = windows.iter().map(|(_, w)| w.max).collect();
     let last_ms: Vec<i64> = windows.iter().map(|(_, w)| w.last_ms).collect();
     let lasts: Vec<f64> = windows.iter().map(|(_, w)| w.last).collect();
-    let stmt = to.tx.prepare_cached(UPSERT_HOST_WINDOWS).await?;
-    Ok(to
-        .tx
-        .execute(
+    let stmt = to.tx.prepare_cached(&UPSERT_HOST_WINDOWS).await?;
+    let row = (to.tx)
+        .query_one(
             &stmt,
             &[
                 &to.window_secs,
@@ -115,7 +138,8 @@ async fn upsert_windows(
                 &lasts,
             ],
         )
-        .await?)
+        .await?;
+    Ok(written(&row))
 }
 
 /// The host samples of a batch whose (host, time) this transaction could claim, in order:

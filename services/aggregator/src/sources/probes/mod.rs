@@ -14,6 +14,7 @@ pub use decode::decode_probe;
 use crate::db::StoreError;
 use crate::decode::Invalid;
 use crate::part::{Ingest, Message, Part, Write, Written};
+use crate::rollup::Rollup;
 use crate::rules::Rules;
 
 /// Rough per-result overhead for the memory budget (struct, map slot, allocation headers).
@@ -122,6 +123,10 @@ impl Part for Probes {
 
     fn tables(&self) -> &'static [&'static str] {
         &store::TABLES
+    }
+
+    fn rollup(&self) -> &'static Rollup {
+        &store::ROLLUP
     }
 
     fn write<'a>(&'a self, to: &'a Write<'a>) -> BoxFuture<'a, Result<Written, StoreError>> {
