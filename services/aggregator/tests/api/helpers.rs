@@ -455,6 +455,72 @@ pub async fn assert_stored_exactly(db: &TestDb, expected: Expected) {
         expected,
         "call_totals"
     );
+    assert_rollups_match(db, "call_stats", CALL_HOURS).await;
+}
+
+/// How the test folds the windows of an hour (after the key columns, `keys` of them), and
+/// the columns of an hourly row to compare with: its own fold, not the code's.
+pub struct Hours {
+    pub keys: usize,
+    pub fold: &'static str,
+    pub columns: &'static str,
+}
+
+pub const CALL_HOURS: Hours = Hours {
+    keys: 0,
+    fold: "sum(calls), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms), \
+           sum(long_calls)",
+    columns: "calls, duration_sum_ms, duration_min_ms, duration_max_ms, long_calls",
+};
+pub const HOST_HOURS: Hours = Hours {
+    keys: 3,
+    fold: "host, metric, device, sum(samples), sum(sum), min(min), max(max), max(last_time), \
+           (array_agg(last ORDER BY last_time DESC))[1]",
+    columns: "host, metric, device, samples, sum, min, max, last_time, last",
+};
+/// Latency sums are compared rounded: the flush adds them in another order.
+pub const PROBE_HOURS: Hours = Hours {
+    keys: 1,
+    fold: "url, sum(checks), sum(ok), sum(timeouts), sum(dns_errors), sum(connect_errors), \
+           sum(tls_errors), sum(http_status_errors), sum(regex_mismatches), sum(body_errors), \
+           round(sum(latency_sum_seconds)::numeric, 6), min(latency_min_seconds), \
+           max(latency_max_seconds)",
+    columns: "url, checks, ok, timeouts, dns_errors, connect_errors, tls_errors, \
+              http_status_errors, regex_mismatches, body_errors, \
+              round(latency_sum_seconds::numeric, 6), latency_min_seconds, latency_max_seconds",
+};
+
+/// `<prefix>_1h` holds exactly the windows of `<prefix>_1m` folded by the hour they start in
+/// ([`Hours`]): every hour, nothing more, nothing less.
+pub async fn assert_rollups_match(db: &TestDb, prefix: &str, hours: Hours) {
+    let Hours {
+        keys,
+        fold,
+        columns,
+    } = hours;
+    let group = (1..=keys + 1).map(|i| i.to_string()).collect::<Vec<_>>();
+    let group = group.join(", ");
+    let sql = format!(
+        "WITH minutes AS (
+            SELECT date_trunc('hour', window_start) AS hour, {fold}
+            FROM {prefix}_1m GROUP BY {group}
+         ), hours AS (
+            SELECT window_start AS hour, {columns} FROM {prefix}_1h
+         )
+         SELECT (SELECT count(*) FROM (TABLE minutes EXCEPT TABLE hours) a),
+                (SELECT count(*) FROM (TABLE hours EXCEPT TABLE minutes) b),
+                (SELECT count(*) FROM hours),
+                (SELECT count(*) FROM {prefix}_1h WHERE window_secs <> 3600)"
+    );
+    let row = db.client.query_one(&sql, &[]).await.unwrap();
+    let (missing, extra, hours, wrong): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (missing, extra, wrong),
+        (0, 0, 0),
+        "{prefix}_1h against {prefix}_1m: {missing} hours of the minutes not in the hours, \
+         {extra} hours not in the minutes, {wrong} rows not of 3600 s ({hours} hours)"
+    );
 }
 
 /// What a produced set of host samples adds up to. Values are whole numbers, so every sum is
@@ -556,6 +622,7 @@ pub async fn assert_hosts_stored_exactly(db: &TestDb, expected: HostExpected) {
         (expected.values, expected.value_sum),
         "host_metrics_1m"
     );
+    assert_rollups_match(db, "host_metrics", HOST_HOURS).await;
 }
 
 /// Messages ever written to partition 0 of `topic` (its high watermark).

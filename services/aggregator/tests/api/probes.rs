@@ -122,6 +122,7 @@ async fn check_results_land_once_raw_and_per_window_and_bad_ones_go_to_the_dlq()
         .unwrap()
         .get(0);
     assert_eq!(b, 1);
+    assert_rollups_match(&db, "probe_stats", PROBE_HOURS).await;
 
     let letters = read_topic(&bootstrap, &names.dlq, 2);
     let mut reasons: Vec<String> = letters
