@@ -263,6 +263,9 @@ RETURNS SETOF text LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 DECLARE
     name text;
 BEGIN
+    -- The makers' lock: two instances' passes drop one after the other, the second finding
+    -- nothing left to drop.
+    PERFORM pg_advisory_xact_lock(7379242316088833390);
     FOR name IN SELECT partition FROM fleet_partitions
                 WHERE tier = drop_tier AND upper <= before ORDER BY lower LOOP
         EXECUTE format('DROP TABLE %I', name);

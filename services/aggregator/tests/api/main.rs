@@ -24,4 +24,5 @@ mod roles;
 mod security;
 mod settings;
 mod stalls;
+mod storage;
 mod tracing;
