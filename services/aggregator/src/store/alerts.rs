@@ -96,7 +96,7 @@ impl AlertStore {
         let insert = async |client: &mut deadpool_postgres::Client| {
             let now = Utc::now();
             (self.partitions)
-                .ensure(&**client, now - CLOCK_SKEW, now + CLOCK_SKEW)
+                .ensure(client, now - CLOCK_SKEW, now + CLOCK_SKEW)
                 .await?;
             let stmt = client.prepare_cached(INSERT_ALERTS).await?;
             Ok(client

@@ -94,6 +94,6 @@ pub async fn maintain(
             bytes: r.get(4),
         })
         .collect();
-    partitions.refresh(&**client).await?;
+    partitions.refresh(client).await?;
     Ok(report)
 }

@@ -190,7 +190,7 @@ impl Store {
         backend: &AtomicI32,
     ) -> Result<Stored, StoreError> {
         if let Some((lo, hi)) = self.span(batch) {
-            self.partitions.ensure(&**client, lo, hi).await?;
+            self.partitions.ensure(client, lo, hi).await?;
         }
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that

@@ -121,7 +121,7 @@ async fn maintenance_makes_partitions_ahead_and_retention_drops_only_whole_parti
         Some("system_metrics_p20260308")
     );
     // The coarser tiers keep theirs.
-    assert!(partitions_of(&db, "call_stats_1h").await.len() >= 1);
+    assert!(!partitions_of(&db, "call_stats_1h").await.is_empty());
 }
 
 #[tokio::test]
