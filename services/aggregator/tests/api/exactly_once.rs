@@ -216,7 +216,7 @@ async fn a_lost_first_commit_fences_the_next_flush_and_the_range_is_read_again()
     // What the server crash takes: the commits' data and offsets rows alike.
     db.client
         .batch_execute(
-            "BEGIN; DELETE FROM consumer_offsets; DELETE FROM call_stats_1m; \
+            "BEGIN; DELETE FROM consumer_offsets; DELETE FROM call_stats_1m; DELETE FROM call_stats_1h; \
              DELETE FROM long_calls; UPDATE call_totals SET calls = 0, duration_ms = 0, \
              long_calls = 0; COMMIT",
         )
