@@ -7,7 +7,9 @@ panel, including the panels nested in rows, and prints one JSON object per panel
     {"dashboard": <uid>, "panel": <title>, "datasource": "prometheus"|"postgres", "query": <text>}
 
 Grafana's variables and macros are replaced as for a one-hour range ending now, so that the
-PromQL runs through Prometheus' HTTP API and the SQL through psql. The dashboard's own
+PromQL runs through Prometheus' HTTP API and the SQL through psql; a SQL query that reads the
+hourly rollups (a `*_1h` table, which the panels read for ranges over two days) is printed
+again for a 30-day range. The dashboard's own
 template variables (`templating.list`) are replaced as when "All" is selected: by their
 `allValue` (e.g. `.*`, for `host=~"$host"` in PromQL and `host ~ '^${host:regex}$'` in SQL),
 else by their saved `current` value; the query that fills a variable is printed too, as a
@@ -25,17 +27,25 @@ from pathlib import Path
 
 DATASOURCES = {"prometheus": "expr", "postgres": "rawSql"}
 
-# Grafana's variables and macros, for a one-hour range ending now. `$__timeFilter(col)` takes
-# its column from the query, so it is a regular expression.
-SUBSTITUTIONS = [
-    (re.compile(r"\$__timeFilter\(\s*([^()]+?)\s*\)"),
-     r"\1 BETWEEN now() - interval '1 hour' AND now()"),
-    (re.compile(r"\$__timeFrom\(\s*\)"), "now() - interval '1 hour'"),
-    (re.compile(r"\$__timeTo\(\s*\)"), "now()"),
-    (re.compile(r"\$__rate_interval\b|\$\{__rate_interval\}"), "1m"),
-    (re.compile(r"\$__interval\b|\$\{__interval\}"), "15s"),
-    (re.compile(r"\$__range\b|\$\{__range\}"), "1h"),
-]
+# Grafana's variables and macros, for a range ending now (one hour, or LONG_RANGE).
+# `$__timeFilter(col)` takes its column from the query, so it is a regular expression.
+def substitutions(hours: int) -> list:
+    return [
+        (re.compile(r"\$__timeFilter\(\s*([^()]+?)\s*\)"),
+         rf"\1 BETWEEN now() - interval '{hours} hours' AND now()"),
+        (re.compile(r"\$__timeFrom\(\s*\)"), f"now() - interval '{hours} hours'"),
+        (re.compile(r"\$__timeTo\(\s*\)"), "now()"),
+        (re.compile(r"\$__rate_interval\b|\$\{__rate_interval\}"), "1m"),
+        (re.compile(r"\$__interval\b|\$\{__interval\}"), "15s"),
+        (re.compile(r"\$__range\b|\$\{__range\}"), f"{hours}h"),
+    ]
+
+
+SUBSTITUTIONS = substitutions(1)
+# A panel that reads the hourly rollups (`*_1h`) for ranges longer than two days is printed a
+# second time for 30 days, so that both of its tables are proven to return data.
+LONG_RANGE_HOURS = 30 * 24
+ROLLUPS = re.compile(r"\b\w+_1h\b")
 
 # Any variable left: $name, ${name}, [[name]]. `$1` (label_replace) and a `$` ending a regex
 # are not variables.
@@ -46,8 +56,9 @@ class DashboardError(Exception):
     """A dashboard that the e2e test could not run as is."""
 
 
-def substitute(query: str, variables: dict[str, str] | None = None) -> str:
-    for pattern, replacement in SUBSTITUTIONS:
+def substitute(query: str, variables: dict[str, str] | None = None,
+               subs: list | None = None) -> str:
+    for pattern, replacement in subs or SUBSTITUTIONS:
         query = pattern.sub(replacement, query)
     for name, value in (variables or {}).items():
         # $name, ${name}, ${name:format} and [[name]]; `\b` keeps $host from matching $hostname.
@@ -148,14 +159,19 @@ def queries(path: Path) -> list[dict]:
             if not isinstance(raw, str) or not raw.strip():
                 raise DashboardError(
                     f"{where}, target {ref}: no {DATASOURCES[uid_]} query")
-            query = substitute(raw, variables)
-            leftover = LEFTOVER.search(query)
-            if leftover:
-                raise DashboardError(
-                    f"{where}, target {ref}: variable {leftover.group(0)!r} has no "
-                    f"substitution")
-            lines.append({"dashboard": uid, "panel": title, "datasource": uid_,
-                          "query": query})
+            ranges = [(title, SUBSTITUTIONS)]
+            if uid_ == "postgres" and ROLLUPS.search(raw):
+                ranges.append((f"{title} (30 days: hourly rollups)",
+                               substitutions(LONG_RANGE_HOURS)))
+            for name, subs in ranges:
+                query = substitute(raw, variables, subs)
+                leftover = LEFTOVER.search(query)
+                if leftover:
+                    raise DashboardError(
+                        f"{where}, target {ref}: variable {leftover.group(0)!r} has no "
+                        f"substitution")
+                lines.append({"dashboard": uid, "panel": name, "datasource": uid_,
+                              "query": query})
     return lines
 
 
