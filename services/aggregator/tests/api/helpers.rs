@@ -73,6 +73,12 @@ impl TestDb {
         (row.get(0), row.get(1), row.get(2))
     }
 
+    /// The first column of every row `sql` returns.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        let rows = self.client.query(sql, &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
     pub async fn long_call_rows(&self) -> i64 {
         self.client
             .query_one("SELECT count(*) FROM long_calls", &[])

@@ -29,15 +29,9 @@ fn partitions() -> Partitions {
 
 /// The partitions of `parent`, by name.
 async fn partitions_of(db: &TestDb, parent: &str) -> Vec<String> {
-    let rows = db
-        .client
-        .query(
-            "SELECT partition FROM fleet_partitions WHERE parent = $1 ORDER BY lower",
-            &[&parent],
-        )
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
+    let sql =
+        format!("SELECT partition FROM fleet_partitions WHERE parent = '{parent}' ORDER BY lower");
+    db.column(&sql).await
 }
 
 async fn rows_since(db: &TestDb, since: &str) -> i64 {
@@ -202,17 +196,8 @@ async fn a_late_event_lands_in_its_old_partition_and_one_past_retention_is_dead_
     produce_raw(&bootstrap, &names.calls, &messages);
     db.wait_for_offsets(&names.group, 3, Duration::from_secs(30))
         .await;
-    let stored: Vec<i64> = db
-        .client
-        .query(
-            "SELECT duration_ms FROM long_calls ORDER BY start_time",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: Vec<i64> =
+        (db.column("SELECT duration_ms FROM long_calls ORDER BY start_time")).await;
     assert_eq!(stored, [303_000, 302_000]);
     let out_of_range = format!(
         r#"aggregator_invalid_events_total{{reason="out_of_range",topic="{}"}}"#,
