@@ -55,7 +55,7 @@ use crate::metrics::{LabelSets, Metrics};
 use crate::part::Ingest;
 use crate::rules::Rules;
 use crate::sources::Source;
-use crate::store::{AlertStatus, Partitions, Store, Stored, Tier};
+use crate::store::{AlertStatus, Partitions, Retention, Store, Stored, Tier};
 use crate::topics::Topics;
 
 /// Default port of the metrics endpoint.
@@ -156,7 +156,7 @@ impl Application {
         let Some(mut runner) = runner.with_topics(&all_topics).await? else {
             return Ok(()); // stopped before Kafka answered
         };
-        let settings = loop_settings(&config, trace);
+        let settings = loop_settings(&config, trace, storage.retention);
         let flusher = Flusher {
             store: store.clone(),
             letters: DeadLetters {
@@ -277,7 +277,7 @@ async fn open_store(
 }
 
 /// The consume loop's settings.
-fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
+fn loop_settings(config: &Config, trace: bool, retention: Retention) -> LoopSettings {
     LoopSettings {
         ingest: Ingest {
             rules: Rules {
@@ -288,8 +288,7 @@ fn loop_settings(config: &Config, trace: bool) -> LoopSettings {
             max_lateness_ms: i64::try_from(config.agg_max_lateness_secs).unwrap_or(i64::MAX) * 1000,
             now_ms: 0,
             watermark_ms: i64::MIN,
-            retention_ms: (config.retention().ok().and_then(|r| r.raw))
-                .map_or(i64::MAX, |raw| raw.as_millis() as i64),
+            retention_ms: (retention.raw).map_or(i64::MAX, |raw| raw.as_millis() as i64),
         },
         flush_interval: config.flush_interval(),
         max_pending_bytes: usize::try_from(config.agg_max_pending_bytes).unwrap_or(usize::MAX),

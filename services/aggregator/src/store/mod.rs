@@ -226,13 +226,14 @@ impl Store {
         Ok(Stored { offsets, parts })
     }
 
-    /// The times the batch's rows are partitioned by: its events', and the windows and hours
-    /// they start in.
+    /// The times the batch's rows are partitioned by: its events', and the windows they start
+    /// in (epoch-aligned, so the earliest is the first event's). An hour starts no earlier
+    /// than the day its window starts in, so the hours need nothing more.
     fn span(&self, batch: &Batch) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let (first, last) = batch.span()?;
-        let before = i64::from(self.window_secs.max(3600)) * 1000;
+        let window_ms = i64::from(self.window_secs) * 1000;
         let at = |ms: i64| DateTime::from_timestamp_millis(ms);
-        Some((at(first.saturating_sub(before))?, at(last)?))
+        Some((at(first - first.rem_euclid(window_ms))?, at(last)?))
     }
 
     /// Moves the stored offset of every partition the batch covers, if it still holds the
