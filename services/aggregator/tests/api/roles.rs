@@ -24,6 +24,11 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The tables partitioned by time (migration 0009).
+fn store_tables_partitioned() -> i32 {
+    aggregator::store::PARTITIONED.len() as i32
+}
+
 /// Every statement is refused for lack of privilege.
 async fn refused(client: &tokio_postgres::Client, who: &str, statements: &[&str]) {
     for sql in statements {
@@ -131,9 +136,32 @@ async fn the_writer_stores_but_cannot_change_the_schema_and_the_reader_only_read
             "DELETE FROM long_calls",
             "DELETE FROM consumer_offsets",
             "UPDATE alerts SET status = 'resolved'",
+            "SELECT fleet_drop_partitions('raw', now() + interval '1 year')",
+            &format!(
+                "DROP TABLE {}",
+                tables.iter().find(|t| t.contains("_p")).unwrap()
+            ),
         ],
     )
     .await;
+    // A flush may make a missing partition: as the owner, and nothing else.
+    let made: i32 = as_writer
+        .query_one(
+            "SELECT fleet_create_partitions(now() + interval '100 days', now() + interval '100 days')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        made,
+        store_tables_partitioned(),
+        "a partition of every table"
+    );
+    let owners: Vec<String> = db
+        .column("SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE '%\\_p%'")
+        .await;
+    assert_eq!(owners, [owner.clone()]);
 
     let as_reader = connect(&url_as(&db, &reader)).await;
     for table in &tables {
