@@ -10,8 +10,8 @@
 --
 -- Upgrading in place: each table of the previous schema is renamed `<table>_legacy` and a
 -- partitioned table takes its name. This is catalog work only, done in the start-up
--- transaction; the aggregator's maintenance then moves the legacy rows over in short
--- transactions of a few hundred pages each (newest first, folding windows into what the
+-- transaction; the aggregator's upgrade task then moves the legacy rows over in short
+-- transactions of 128 pages each (newest first, folding windows into what the
 -- flush wrote meanwhile, and into the hourly twins) and drops each legacy table once empty.
 -- An empty legacy table (a new database) is dropped here at once.
 
