@@ -19,7 +19,7 @@ use crate::db::StoreError;
 /// not run before a flush has to make one itself.
 pub const AHEAD: Duration = Duration::from_secs(2 * 86_400);
 
-/// The time-partitioned tables (migration 0009's `fleet_partitioned`), for the metrics.
+/// The time-partitioned tables: what migration 0009 lists in `fleet_partitioned`.
 pub const PARTITIONED: [&str; 10] = [
     "long_calls",
     "system_metrics",

@@ -161,7 +161,7 @@ async fn the_writer_stores_but_cannot_change_the_schema_and_the_reader_only_read
     let owners: Vec<String> = db
         .column("SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE '%\\_p%'")
         .await;
-    assert_eq!(owners, [owner.clone()]);
+    assert_eq!(owners, [owner.as_str()]);
 
     let as_reader = connect(&url_as(&db, &reader)).await;
     for table in &tables {
