@@ -44,9 +44,10 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Connection URL of the role that owns the schema, for the migrations at start only (then
-    /// closed). Unset: DATABASE_URL's role runs them. With least-privilege roles, DATABASE_URL
-    /// is a member of `fleetpulse_writer` and this one the owner (docs: security).
+    /// Connection URL of the role that owns the schema, for the migrations at start and the
+    /// storage maintenance (dropping partitions past retention, the in-place upgrade; two
+    /// connections). Unset: DATABASE_URL's role does both. With least-privilege roles,
+    /// DATABASE_URL is a member of `fleetpulse_writer` and this one the owner (docs: security).
     #[arg(long, env = "DATABASE_MIGRATION_URL", hide_env_values = true)]
     pub database_migration_url: Option<String>,
 
