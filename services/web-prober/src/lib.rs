@@ -44,6 +44,7 @@ const MAX_PENDING_RESULTS: u64 = 10_000;
 pub struct Application {
     config: Config,
     checker: Checker,
+    defaults: Defaults,
     endpoint: Endpoint,
     metrics: Metrics,
 }
@@ -64,11 +65,28 @@ impl Application {
             ),
             None => "TLS setup".to_string(),
         })?;
+        let defaults = Defaults {
+            interval: config.interval(),
+            timeout: config.timeout(),
+            regex: (!config.probe_regex.is_empty())
+                .then(|| regex::Regex::new(&config.probe_regex))
+                .transpose()
+                .with_context(|| format!("PROBE_REGEX={}: not a regex", config.probe_regex))?,
+        };
+        // As Prometheus does: a targets file that cannot be used stops the start, rather than
+        // a prober that checks nothing and says so only on /readyz. Once running, a broken
+        // edit keeps the last good targets (`Reload::load`).
+        let path = &config.probe_targets_file;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("PROBE_TARGETS_FILE={}: cannot read it", path.display()))?;
+        targets::parse(&text, is_yaml(path), &defaults)
+            .map_err(|why| anyhow::anyhow!("PROBE_TARGETS_FILE={}: {why}", path.display()))?;
         let endpoint = Endpoint::bind(config.common.metrics_addr_or(METRICS_PORT)).await?;
         let metrics = Metrics::new(&endpoint.registry)?;
         Ok(Self {
             config,
             checker,
+            defaults,
             endpoint,
             metrics,
         })
@@ -89,6 +107,7 @@ impl Application {
         let Self {
             config,
             checker,
+            defaults,
             endpoint,
             metrics,
         } = self;
@@ -130,13 +149,6 @@ impl Application {
             metrics.clone(),
             sink,
         );
-        let defaults = Defaults {
-            interval: config.interval(),
-            timeout: config.timeout(),
-            regex: (!config.probe_regex.is_empty())
-                .then(|| regex::Regex::new(&config.probe_regex))
-                .transpose()?,
-        };
         let cx = Reload {
             config: &config,
             defaults: &defaults,
@@ -233,8 +245,7 @@ impl Reload<'_> {
         if loaded.as_deref() == Some(text.as_str()) {
             return;
         }
-        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-        match targets::parse(&text, yaml, defaults) {
+        match targets::parse(&text, is_yaml(path), defaults) {
             Ok(targets) => {
                 let diff = scheduler.apply(&targets);
                 metrics.reloaded(Loaded::Success);
@@ -246,6 +257,11 @@ impl Reload<'_> {
         }
         *loaded = Some(text);
     }
+}
+
+/// The YAML form for `.yaml` and `.yml` files, the line form otherwise.
+fn is_yaml(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
 fn reject(metrics: &Metrics, health: &Health, why: &str) {

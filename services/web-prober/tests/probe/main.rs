@@ -7,3 +7,4 @@
 mod app;
 mod checks;
 mod servers;
+mod startup;
