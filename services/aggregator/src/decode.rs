@@ -84,15 +84,21 @@ pub(crate) fn classify(err: serde_json::Error) -> Invalid {
 }
 
 /// Event-time bounds: not older than the partition's `watermark_ms` (the latest event time read
-/// from it) by more than `max_lateness_ms`, not more than [`MAX_FUTURE_MS`] ahead of the clock.
-/// Lateness is the stream's own, so a backlog replayed days later is judged as it was live.
+/// from it) by more than `max_lateness_ms`, nor than the clock by more than `retention_ms`
+/// (`AGG_RETENTION_RAW_DAYS`: its partition is dropped, or about to be), and not more than
+/// [`MAX_FUTURE_MS`] ahead of the clock. Lateness is the stream's own, so a backlog replayed
+/// days later is judged as it was live.
 pub fn check_time(
     time_ms: i64,
     now_ms: i64,
     watermark_ms: i64,
     max_lateness_ms: i64,
+    retention_ms: i64,
 ) -> Result<(), Invalid> {
-    if time_ms < watermark_ms.saturating_sub(max_lateness_ms) || time_ms > now_ms + MAX_FUTURE_MS {
+    if time_ms < watermark_ms.saturating_sub(max_lateness_ms)
+        || time_ms < now_ms.saturating_sub(retention_ms)
+        || time_ms > now_ms + MAX_FUTURE_MS
+    {
         Err(Invalid::OutOfRange)
     } else {
         Ok(())
@@ -105,22 +111,30 @@ mod tests {
 
     #[test]
     fn event_time_bounds_are_inclusive_of_the_limits() {
-        let now = 1_000_000_000;
+        let now = 1_000_000_000_000;
         let lateness = 86_400_000;
+        let forever = i64::MAX;
+        let check = |time, watermark| check_time(time, now, watermark, lateness, forever);
         // Late is relative to the watermark, however far behind the clock it is.
         let watermark = now - 2 * lateness;
-        assert!(check_time(watermark - lateness, now, watermark, lateness).is_ok());
+        assert!(check(watermark - lateness, watermark).is_ok());
         assert_eq!(
-            check_time(watermark - lateness - 1, now, watermark, lateness),
+            check(watermark - lateness - 1, watermark),
             Err(Invalid::OutOfRange)
         );
-        assert!(check_time(now + MAX_FUTURE_MS, now, watermark, lateness).is_ok());
+        assert!(check(now + MAX_FUTURE_MS, watermark).is_ok());
         assert_eq!(
-            check_time(now + MAX_FUTURE_MS + 1, now, watermark, lateness),
+            check(now + MAX_FUTURE_MS + 1, watermark),
             Err(Invalid::OutOfRange)
         );
-        // A partition never read: nothing is late yet.
-        assert!(check_time(0, now, i64::MIN, lateness).is_ok());
+        // A partition never read: nothing is late yet, but nothing past the retention either.
+        assert!(check(0, i64::MIN).is_ok());
+        let retention = 7 * lateness;
+        assert!(check_time(now - retention, now, i64::MIN, lateness, retention).is_ok());
+        assert_eq!(
+            check_time(now - retention - 1, now, i64::MIN, lateness, retention),
+            Err(Invalid::OutOfRange)
+        );
     }
 
     #[test]

@@ -74,13 +74,14 @@ pub struct Application {
     /// The schema owner's pool (DATABASE_MIGRATION_URL), for the migrations and the storage
     /// maintenance.
     owner: Option<Pool>,
+    retention: Retention,
 }
 
 impl Application {
     /// Registers metrics, prepares the connection pool (lazily connected) and binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let topics = config.topics().map_err(anyhow::Error::msg)?;
-        config.retention().map_err(anyhow::Error::msg)?;
+        let retention = config.retention().map_err(anyhow::Error::msg)?;
         match &config.alerts_token {
             Some(token) => alerts::check_token(token)?,
             None => tracing::warn!(
@@ -107,6 +108,7 @@ impl Application {
             metrics,
             pool,
             owner,
+            retention,
         })
     }
 
@@ -128,6 +130,7 @@ impl Application {
             metrics,
             pool,
             owner,
+            retention,
         } = self;
         let partitions = Partitions::new(metrics.partitions_created.clone());
         let alerts = alert_routes(&config, &metrics, &pool, &partitions);
@@ -141,7 +144,7 @@ impl Application {
         let storage = upkeep::Storage {
             owner,
             partitions,
-            retention: config.retention().map_err(anyhow::Error::msg)?,
+            retention,
             limits: config.flush_limits(),
             metrics: metrics.clone(),
         };

@@ -67,11 +67,8 @@ impl Ingest {
             self.now_ms,
             self.watermark_ms,
             self.max_lateness_ms,
-        )?;
-        if time_ms < self.now_ms.saturating_sub(self.retention_ms) {
-            return Err(Invalid::OutOfRange);
-        }
-        Ok(())
+            self.retention_ms,
+        )
     }
 }
 

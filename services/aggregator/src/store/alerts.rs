@@ -99,7 +99,7 @@ impl AlertStore {
                 .ensure(client, now - CLOCK_SKEW, now + CLOCK_SKEW)
                 .await?;
             let stmt = client.prepare_cached(INSERT_ALERTS).await?;
-            Ok(client
+            let inserted = client
                 .execute(
                     &stmt,
                     &[
@@ -116,14 +116,9 @@ impl AlertStore {
                         &column(rows, |r| &r.generator_url),
                     ],
                 )
-                .await?)
+                .await;
+            self.partitions.noticed(inserted.map_err(StoreError::from))
         };
-        let inserted = bounded(&self.pool, self.deadline, None, insert).await;
-        if let Err(super::Bounded::Failed(err)) = &inserted
-            && err.missing_partition()
-        {
-            self.partitions.forget();
-        }
-        Ok(inserted?)
+        Ok(bounded(&self.pool, self.deadline, None, insert).await?)
     }
 }

@@ -30,7 +30,7 @@ pub use connect::{Bounded, Timeouts, bounded, connect_pool};
 pub use maintain::{Report, TableReport, maintain};
 pub use migrate::{migrate, migrate_to};
 pub use partitions::{AHEAD, PARTITIONED, Partitions, Retention, Tier};
-pub use upgrade::{Legacy, STEP_PAGES, pending};
+pub use upgrade::{Legacy, pending};
 
 use crate::batch::{Batch, Position};
 use crate::db::StoreError;
@@ -174,14 +174,16 @@ impl Store {
         deadline: Duration,
         backend: &AtomicI32,
     ) -> Result<Stored, StoreError> {
-        let flushed = self.transaction(client, batch, deadline, backend).await;
-        if flushed.as_ref().is_err_and(StoreError::missing_partition) {
-            // Dropped by another instance since we looked: made again on the retry.
-            self.partitions.forget();
-        }
-        flushed
+        let written = async {
+            if let Some((lo, hi)) = self.span(batch) {
+                self.partitions.ensure(client, lo, hi).await?;
+            }
+            self.transaction(client, batch, deadline, backend).await
+        };
+        self.partitions.noticed(written.await)
     }
 
+    /// The flush's transaction, on partitions that exist.
     async fn transaction(
         &self,
         client: &mut deadpool_postgres::Client,
@@ -189,9 +191,6 @@ impl Store {
         deadline: Duration,
         backend: &AtomicI32,
     ) -> Result<Stored, StoreError> {
-        if let Some((lo, hi)) = self.span(batch) {
-            self.partitions.ensure(client, lo, hi).await?;
-        }
         let tx = client.transaction().await?;
         // Safe for the guarantee: data and offsets commit together, so a server crash that
         // loses the last commits loses both, and the batch is re-read from Kafka. Not waiting

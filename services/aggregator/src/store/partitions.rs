@@ -159,8 +159,16 @@ impl Partitions {
         Ok(())
     }
 
-    /// Forgets what it knew: a write found a partition missing.
-    pub fn forget(&self) {
+    /// `written`, having forgotten what it knew if the write found a partition missing (one
+    /// another instance dropped since): the next [`Partitions::ensure`] makes it again.
+    pub fn noticed<T>(&self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        if written.as_ref().is_err_and(StoreError::missing_partition) {
+            self.forget();
+        }
+        written
+    }
+
+    fn forget(&self) {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Known::default();
     }
 

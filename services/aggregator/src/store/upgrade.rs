@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::partitions::{Retention, Tier};
 use crate::db::StoreError;
+use crate::rollup::Rollup;
 use crate::sources::Source;
 
 /// Heap pages one step moves (8 KiB each: 1 MiB of rows, a few thousand).
@@ -26,6 +27,10 @@ pub struct Legacy {
     pub parent: String,
     key: String,
     tier: Tier,
+    /// Its columns, in order (a raw table's rows move as they are).
+    columns: String,
+    /// How its rows merge, for a window table.
+    rollup: Option<&'static Rollup>,
     /// Pages below this one are still to be walked.
     end_page: i64,
 }
@@ -36,17 +41,25 @@ pub async fn pending(client: &deadpool_postgres::Client) -> Result<Vec<Legacy>, 
         .query(
             "SELECT parent, key, tier, \
                     pg_relation_size((parent || '_legacy')::regclass) \
-                    / current_setting('block_size')::bigint \
+                    / current_setting('block_size')::bigint, \
+                    (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) \
+                     FROM pg_attribute \
+                     WHERE attrelid = parent::regclass AND attnum > 0 AND NOT attisdropped) \
              FROM fleet_partitioned WHERE to_regclass(parent || '_legacy') IS NOT NULL \
              ORDER BY parent",
             &[],
         )
         .await?;
+    let rollups = Source::ALL.map(|s| s.part().rollup());
     Ok(rows
         .iter()
         .map(|r| Legacy {
             parent: r.get(0),
             key: r.get(1),
+            columns: r.get(4),
+            rollup: rollups
+                .into_iter()
+                .find(|u| u.minutes == r.get::<_, &str>(0)),
             tier: Tier::ALL
                 .into_iter()
                 .find(|t| t.as_str() == r.get::<_, &str>(2))
@@ -104,10 +117,6 @@ impl Legacy {
             "ctid >= '({first},0)'::tid AND ctid < '({},0)'::tid",
             self.end_page.min(i64::from(u32::MAX))
         );
-        let rollup = Source::ALL
-            .map(|s| s.part().rollup())
-            .into_iter()
-            .find(|r| r.minutes == self.parent);
         let tx = client.transaction().await?;
         let (deadline, lock) = (
             limits.0.as_millis().to_string(),
@@ -135,7 +144,7 @@ impl Legacy {
             self.end_page = first;
             return Ok(0);
         };
-        let moved = match rollup {
+        let moved = match self.rollup {
             Some(rollup) => {
                 let minutes = retention.cutoff(Tier::Minutes, now);
                 let hours = retention.cutoff(Tier::Hours, now);
@@ -156,20 +165,12 @@ impl Legacy {
             None => {
                 let cutoff = retention.cutoff(self.tier, now);
                 make_partitions(&tx, &self.parent, oldest, newest, cutoff).await?;
-                let columns: String = tx
-                    .query_one(
-                        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) \
-                         FROM pg_attribute \
-                         WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
-                        &[&self.parent],
-                    )
-                    .await?
-                    .get(0);
                 let sql = format!(
                     "WITH d AS (DELETE FROM {legacy} WHERE {pages} RETURNING {columns}) \
                      INSERT INTO {parent} ({columns}) SELECT {columns} FROM d \
                      WHERE $1::timestamptz IS NULL OR {key} >= $1",
                     parent = self.parent,
+                    columns = self.columns,
                     key = self.key,
                 );
                 tx.execute(&sql, &[&cutoff]).await?
